@@ -1,0 +1,36 @@
+# The two commands: `make demo` runs the main job, `make test` runs the tests. Each builds .venv/ when needed.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.bootstrap-stamp
+
+.PHONY: help demo test test-all bench lint clean
+
+help:
+	@echo "make demo   - run the demo (writes out/demo/ and prints where to look)"
+	@echo "make test   - run the fast test suite (what CI runs)"
+	@echo "make bench  - print the benchmark tables"
+	@echo "make lint   - ruff"
+
+$(STAMP): requirements.txt setup.py scripts/bootstrap.sh
+	bash scripts/bootstrap.sh "$(PYTHON)" "$(VENV)"
+	@touch $@
+
+demo: $(STAMP)
+	$(PY) -m vb_perception.cli demo --out out/demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-all: $(STAMP)
+	$(PY) -m pytest --run-slow
+
+bench: $(STAMP)
+	$(PY) bench/codecs.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check vb_perception test bench
+
+clean:
+	rm -rf out build install log *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,35 @@
+"""ament_python package setup: ``colcon build`` on a ROS 2 machine, ``pip install`` anywhere else."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "vb_perception"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Metric depth, surface normals and prompted segmentation from one image generator (ROS 2).",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(exclude=["test", "test.*", "bench", "bench.*"]),
+    package_data={PACKAGE: ["py.typed", "data/tum_rgbd/*"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
+        (f"share/{PACKAGE}/models", glob("models/*.md")),
+    ],
+    # Runtime libraries. On ROS machines rosdep installs them from package.xml; colcon does not fetch these.
+    install_requires=["setuptools", "numpy>=1.24", "scipy>=1.10", "pillow>=9.0", "matplotlib>=3.6", "pyyaml", "tqdm"],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6.80", "hilbertmap==0.1.3"],
+    },
+    zip_safe=True,
+    entry_points={
+        "console_scripts": [
+            "vb-perception = vb_perception.cli:main",
+        ],
+    },
+)

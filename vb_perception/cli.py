@@ -1,0 +1,256 @@
+"""``vb-perception``: the command line. One subcommand per job; ``vb-perception COMMAND --help`` for each.
+
+Exit codes: 0 success, 2 bad input (the message says what to fix), 1 anything unexpected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from vb_perception.errors import VbPerceptionError
+
+__all__ = ["main"]
+
+
+def _cmd_encode_depth(args: argparse.Namespace) -> int:
+    from vb_perception.codecs import encode_depth
+    from vb_perception.imageio import read_depth, write_rgb
+
+    depth = read_depth(args.depth, scale_m=args.depth_scale_m)
+    rgb = encode_depth(depth, colormap=args.colormap, invalid=args.invalid)
+    path = write_rgb(args.out, rgb)
+    valid = np.isfinite(depth)
+    print(
+        f"wrote {path} ({rgb.shape[1]}x{rgb.shape[0]}, {int(valid.sum())} valid pixels, "
+        f"{float(np.nanmin(depth)) if valid.any() else 0:.3f}-{float(np.nanmax(depth)) if valid.any() else 0:.3f} m)"
+    )
+    return 0
+
+
+def _cmd_decode_depth(args: argparse.Namespace) -> int:
+    from vb_perception.codecs import decode_depth
+    from vb_perception.imageio import read_rgb, write_depth
+
+    depth = decode_depth(
+        read_rgb(args.image), colormap=args.colormap, min_depth_m=args.min_depth_m, max_depth_m=args.max_depth_m
+    )
+    path = write_depth(args.out, depth)
+    valid = np.isfinite(depth)
+    print(
+        f"wrote {path} ({int(valid.sum())} valid pixels"
+        + (f", {float(np.nanmin(depth)):.3f}-{float(np.nanmax(depth)):.3f} m)" if valid.any() else ")")
+    )
+    return 0
+
+
+def _cmd_encode_normals(args: argparse.Namespace) -> int:
+    from vb_perception.codecs import encode_normals, optical_to_camera
+    from vb_perception.imageio import read_normals, write_rgb
+
+    normals = read_normals(args.normals)
+    if args.frame == "optical":
+        normals = optical_to_camera(normals)
+    print(f"wrote {write_rgb(args.out, encode_normals(normals))}")
+    return 0
+
+
+def _cmd_decode_normals(args: argparse.Namespace) -> int:
+    from vb_perception.codecs import camera_to_optical, decode_normals
+    from vb_perception.imageio import read_rgb, write_normals
+
+    normals = decode_normals(read_rgb(args.image))
+    if args.frame == "optical":
+        normals = camera_to_optical(normals)
+    print(f"wrote {write_normals(args.out, normals)} ({args.frame} frame)")
+    return 0
+
+
+def _cmd_parse_prompt(args: argparse.Namespace) -> int:
+    from vb_perception.prompts import parse_prompt, spec_to_dict
+
+    print(json.dumps(spec_to_dict(parse_prompt(args.text, kind=args.kind)), indent=None if args.compact else 2))
+    return 0
+
+
+def _cmd_render_prompt(args: argparse.Namespace) -> int:
+    from vb_perception.prompts import parse_prompt, render_prompt
+
+    spec = parse_prompt(args.text, kind=args.kind)
+    rng = random.Random(args.seed)
+    for _ in range(args.n):
+        print(render_prompt(spec, args.style, color_style=args.color_style, rng=rng))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from vb_perception.imageio import Intrinsics, read_depth, read_rgb, sample_frame
+    from vb_perception.offline.codec_demo import run_codec_demo
+
+    if args.color:
+        if not (args.depth and args.fx_px):
+            raise VbPerceptionError("--color needs --depth and --fx-px/--fy-px/--cx-px/--cy-px as well")
+        color = read_rgb(args.color)
+        depth = read_depth(args.depth, scale_m=args.depth_scale_m)
+        k = Intrinsics(args.fx_px, args.fy_px or args.fx_px, args.cx_px, args.cy_px, color.shape[1], color.shape[0])
+    else:
+        color, depth, k = sample_frame()
+    r = run_codec_demo(color, depth, k, Path(args.out), jpeg_quality=args.jpeg_quality)
+    print("Codec round trip on one RGB-D frame (8-bit PNG unless noted)")
+    print(f"{'depth range':>14} | {'pixels':>7} | {'AbsRel %':>9} | {'max rel %':>9}")
+    for e in r.per_range:
+        if e.pixels:
+            print(
+                f"{f'{e.lo_m:g}-{e.hi_m:g} m':>14} | {e.pixels:>7} | {e.abs_rel * 100:>9.4f} | {e.max_rel * 100:>9.4f}"
+            )
+    print(f"{'all':>14} | {'':>7} | {r.png_abs_rel * 100:>9.4f} | {r.png_max_rel * 100:>9.4f}")
+    print(f"after JPEG q{r.jpeg_quality}: AbsRel {r.jpeg_abs_rel * 100:.3f} %")
+    print(f"invalid depth stays invalid: {r.invalid_kept_invalid}")
+    print(f"normals round trip: mean angle {r.normals_mean_angle_deg:.3f} deg")
+    print(f"panel:  {r.panel_path}\nreport: {r.report_path}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    from vb_perception import __version__
+    from vb_perception.codecs.depth import COLORMAPS
+    from vb_perception.colors import COLOR_STYLES
+
+    p = argparse.ArgumentParser(
+        prog="vb-perception",
+        description="Metric depth, surface normals and prompted segmentation through one RGB interface.",
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser(
+        "encode-depth",
+        help="metric depth file -> RGB depth image (paper encoding)",
+        description="Encode a depth map (.npy/.tif metres or 16-bit PNG) as an RGB image. "
+        "Example: vb-perception encode-depth depth.png --depth-scale-m 0.0002 --out depth_rgb.png",
+    )
+    s.add_argument("depth", help="depth file: .npy or .tif (float metres) or 16-bit .png (integer units)")
+    s.add_argument("--out", required=True, help="output image (.png: lossless)")
+    s.add_argument(
+        "--depth-scale-m", type=float, default=None, help="metres per unit of an integer PNG (default 0.001)"
+    )
+    s.add_argument(
+        "--colormap", choices=COLORMAPS, default="hilbert", help="colour path (default: hilbert, the paper's)"
+    )
+    s.add_argument(
+        "--invalid",
+        choices=("min", "max", "raise"),
+        default="min",
+        help="where invalid depth goes: min = black (0 m), max = white (infinitely far), raise = error",
+    )
+    s.set_defaults(func=_cmd_encode_depth)
+
+    s = sub.add_parser(
+        "decode-depth",
+        help="RGB depth image -> metric depth file",
+        description="Decode an RGB depth image to metres (NaN invalid). "
+        "Example: vb-perception decode-depth depth_rgb.png --out depth.npy",
+    )
+    s.add_argument("image", help="RGB depth image")
+    s.add_argument(
+        "--out", required=True, help=".npy or .tif (float metres, NaN invalid) or .png (16-bit mm, 0 invalid)"
+    )
+    s.add_argument("--colormap", choices=COLORMAPS, default="hilbert", help="colour path the image uses")
+    s.add_argument("--min-depth-m", type=float, default=0.0, help="depths below this become NaN")
+    s.add_argument("--max-depth-m", type=float, default=float("inf"), help="depths above this become NaN")
+    s.set_defaults(func=_cmd_decode_depth)
+
+    s = sub.add_parser(
+        "encode-normals",
+        help="normals .npy -> RGB normal image",
+        description="Encode unit normals (HxWx3 .npy) as RGB, rgb = (n + 1) / 2 in the paper's camera "
+        "frame. Example: vb-perception encode-normals normals.npy --frame optical --out normals.png",
+    )
+    s.add_argument("normals", help="HxWx3 float .npy")
+    s.add_argument("--out", required=True, help="output image (.png)")
+    s.add_argument(
+        "--frame",
+        choices=("camera", "optical"),
+        default="camera",
+        help="frame of the input: camera (x right, y up, z to viewer) or optical (ROS: x right, y down, z forward)",
+    )
+    s.set_defaults(func=_cmd_encode_normals)
+
+    s = sub.add_parser(
+        "decode-normals",
+        help="RGB normal image -> normals .npy",
+        description="Decode an RGB normal image to unit normals (NaN invalid). "
+        "Example: vb-perception decode-normals normals.png --frame optical --out normals.npy",
+    )
+    s.add_argument("image", help="RGB normal image")
+    s.add_argument("--out", required=True, help="output .npy (float32 HxWx3)")
+    s.add_argument("--frame", choices=("camera", "optical"), default="camera", help="frame of the output")
+    s.set_defaults(func=_cmd_decode_normals)
+
+    s = sub.add_parser(
+        "parse-prompt",
+        help="prompt text -> task spec as JSON",
+        description="Parse an instruction prompt and print its task spec as JSON. Example: "
+        "vb-perception parse-prompt 'Segment the cat in red and the dog in <0, 0, 255>'",
+    )
+    s.add_argument("text", help="the prompt")
+    s.add_argument(
+        "--kind",
+        choices=("auto", "semantic", "referring"),
+        default="auto",
+        help="force semantic or referring for colour-assigning prompts",
+    )
+    s.add_argument("--compact", action="store_true", help="one line of JSON")
+    s.set_defaults(func=_cmd_parse_prompt)
+
+    s = sub.add_parser(
+        "render-prompt",
+        help="prompt text -> other phrasings of the same task",
+        description="Parse a prompt, then write N phrasings of the same spec (as training does). "
+        "Example: vb-perception render-prompt 'Segment the cat in red' --n 5",
+    )
+    s.add_argument("text", help="the prompt")
+    s.add_argument("--n", type=int, default=5, help="how many phrasings")
+    s.add_argument("--seed", type=int, default=0, help="random seed")
+    s.add_argument("--style", default=None, help="one phrasing style (default: random)")
+    s.add_argument("--color-style", choices=COLOR_STYLES, default=None, help="one colour notation (default: random)")
+    s.add_argument("--kind", choices=("auto", "semantic", "referring"), default="auto", help="as for parse-prompt")
+    s.set_defaults(func=_cmd_render_prompt)
+
+    s = sub.add_parser(
+        "demo",
+        help="codec demo on a real RGB-D frame: PNG panel + round-trip errors",
+        description="Encode a real depth map, decode it (also after JPEG), write a PNG panel and a "
+        "JSON report. Default frame: the shipped TUM RGB-D sample. Example: vb-perception demo --out out/demo",
+    )
+    s.add_argument("--out", default="out/demo", help="output folder")
+    s.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality of the compression test")
+    s.add_argument("--color", help="your colour image (needs --depth and intrinsics)")
+    s.add_argument("--depth", help="your depth map")
+    s.add_argument("--depth-scale-m", type=float, default=None, help="metres per unit of an integer depth PNG")
+    s.add_argument("--fx-px", type=float, help="focal length x [px]")
+    s.add_argument("--fy-px", type=float, help="focal length y [px] (default fx)")
+    s.add_argument("--cx-px", type=float, help="principal point x [px]")
+    s.add_argument("--cy-px", type=float, help="principal point y [px]")
+    s.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``vb-perception``."""
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except VbPerceptionError as exc:
+        print(f"vb-perception {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Torch twins of the codecs, for training losses on decoded values and for exported graphs.
+
+Same maths as :mod:`vb_perception.codecs.depth` and :mod:`vb_perception.codecs.normals`, on float tensors in
+[0, 1], differentiable almost everywhere (the choice of the nearest edge is piecewise constant). The colour axis is
+``channel_dim`` (``-1`` for ``[..., 3]``, ``1`` for ``[B, 3, H, W]``). Importing this module imports torch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vb_perception.codecs.depth import DEPTH_C, DEPTH_LAMBDA, PATH_VERTICES
+
+__all__ = ["curve_to_depth", "decode_depth", "decode_normals", "depth_to_curve", "encode_depth", "encode_normals"]
+
+#: Largest curve value decoded to a finite depth (about 400 m), so losses never see inf.
+MAX_FINITE_CURVE = 1.0 - 1.0 / (7 * 255)
+
+
+def depth_to_curve(depth_m: torch.Tensor) -> torch.Tensor:
+    """``f = 1 - (1 - d/(lambda c))^(lambda + 1)``; depths below 0 are clamped to 0."""
+    d = depth_m.clamp_min(0.0)
+    return 1.0 - (1.0 - d / (DEPTH_LAMBDA * DEPTH_C)) ** (DEPTH_LAMBDA + 1.0)
+
+
+def curve_to_depth(f: torch.Tensor, max_curve: float = MAX_FINITE_CURVE) -> torch.Tensor:
+    """Invert :func:`depth_to_curve`; ``f`` is clamped to ``[0, max_curve]`` so the result stays finite."""
+    ff = f.clamp(0.0, max_curve)
+    return DEPTH_LAMBDA * DEPTH_C * (1.0 - (1.0 - ff) ** (1.0 / (DEPTH_LAMBDA + 1.0)))
+
+
+def _path(like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    v = torch.tensor(PATH_VERTICES.tolist(), dtype=like.dtype, device=like.device)
+    return v[:-1], v[1:] - v[:-1]
+
+
+def encode_depth(depth_m: torch.Tensor, channel_dim: int = -1) -> torch.Tensor:
+    """Metric depth ``[...]`` to float RGB in [0, 1] along the cube walk, colour axis inserted at ``channel_dim``."""
+    starts, edges = _path(depth_m)
+    s = depth_to_curve(depth_m) * len(edges)
+    k = s.floor().clamp(0, len(edges) - 1)
+    t = (s - k).unsqueeze(-1)
+    rgb = starts[k.long()] + t * edges[k.long()]
+    return rgb.movedim(-1, channel_dim)
+
+
+def decode_depth(rgb: torch.Tensor, channel_dim: int = -1, max_curve: float = MAX_FINITE_CURVE) -> torch.Tensor:
+    """Float RGB in [0, 1] to metric depth by projecting onto the nearest edge of the walk (finite everywhere)."""
+    p = rgb.movedim(channel_dim, -1).clamp(0.0, 1.0).unsqueeze(-2)  # [..., 1, 3]
+    starts, edges = _path(rgb)  # [7, 3]
+    t = ((p - starts) * edges).sum(-1).clamp(0.0, 1.0)  # edges have unit length  [..., 7]
+    dist = ((starts + t.unsqueeze(-1) * edges - p) ** 2).sum(-1)  # [..., 7]
+    k = dist.argmin(-1, keepdim=True)
+    f = (k.to(rgb.dtype) + t.gather(-1, k)).squeeze(-1) / len(edges)
+    return curve_to_depth(f, max_curve)
+
+
+def encode_normals(normals: torch.Tensor, channel_dim: int = -1) -> torch.Tensor:
+    """Unit normals (paper camera frame) to float RGB ``(n + 1) / 2``."""
+    n = torch.nn.functional.normalize(normals, dim=channel_dim, eps=1e-6)
+    return (n + 1.0) * 0.5
+
+
+def decode_normals(rgb: torch.Tensor, channel_dim: int = -1) -> torch.Tensor:
+    """Float RGB in [0, 1] to unit normals ``normalize(2 rgb - 1)``."""
+    return torch.nn.functional.normalize(rgb * 2.0 - 1.0, dim=channel_dim, eps=1e-6)
