@@ -9,7 +9,7 @@ STAMP := $(VENV)/.bootstrap-stamp
 
 help:
 	@echo "make demo   - run the demo (writes out/demo/ and prints where to look)"
-	@echo "make test   - run the fast test suite (what CI runs)"
+	@echo "make test   - ruff, then the fast test suite (what CI runs)"
 	@echo "make bench  - print the benchmark tables"
 	@echo "make lint   - ruff"
 
@@ -21,6 +21,7 @@ demo: $(STAMP)
 	$(PY) -m vb_perception.cli demo --out out/demo
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check vb_perception test bench
 	$(PY) -m pytest
 
 test-all: $(STAMP)
