@@ -25,6 +25,8 @@ setup(
     install_requires=["setuptools", "numpy>=1.24", "scipy>=1.10", "pillow>=9.0", "matplotlib>=3.6", "pyyaml", "tqdm"],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80", "hilbertmap==0.1.3"],
+        # offline work (synthetic data, training): install torch from the CPU or CUDA index you need
+        "offline": ["torch>=2.1", "open3d-cpu>=0.18"],
     },
     zip_safe=True,
     entry_points={

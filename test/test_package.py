@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import importlib.util
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -57,8 +56,6 @@ def test_core_imports_without_rclpy() -> None:
         for p in (REPO / "vb_perception").rglob("*.py")
         if "ros" not in p.relative_to(REPO / "vb_perception").parts[:1] and p.name != "__main__.py"
     )
-    if importlib.util.find_spec("torch") is None:  # torch twins need torch, not ROS
-        modules = [m for m in modules if not m.endswith("torch_ops")]
     code = (
         "import sys, importlib\n"
         "class Block:\n"
@@ -67,7 +64,11 @@ def test_core_imports_without_rclpy() -> None:
         "            raise ImportError('blocked: ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
         f"for m in {[m.replace('.__init__', '') for m in modules]!r}:\n"
-        "    importlib.import_module(m)\n"
+        "    try:\n"
+        "        importlib.import_module(m)\n"
+        "    except ModuleNotFoundError as exc:\n"
+        "        if exc.name not in ('torch', 'open3d'):  # offline extras may be absent; ROS must never be needed\n"
+        "            raise\n"
         "print('ok', len(sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)

@@ -1,0 +1,1 @@
+"""Synthetic training data: procedural scenes, ray casting, rendering, attributes and training examples."""
