@@ -148,6 +148,22 @@ def _cmd_synth_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    import yaml
+
+    from vb_perception.offline.tune import load_tune_config, run_tune
+
+    overrides = {}
+    for item in args.set or []:
+        if "=" not in item:
+            raise VbPerceptionError(f"--set {item!r}: write it as key=value, e.g. train.max_steps=100")
+        key, value = item.split("=", 1)
+        overrides[key] = yaml.safe_load(value)
+    cfg = load_tune_config(args.config, overrides)
+    print(f"model written to {run_tune(cfg)}")
+    return 0
+
+
 def _add_synth_args(s: argparse.ArgumentParser, n_default: int) -> None:
     s.add_argument("--n", type=int, default=n_default, help="number of samples")
     s.add_argument("--res", type=int, default=128, help="image size in pixels (square)")
@@ -294,6 +310,16 @@ def _parser() -> argparse.ArgumentParser:
     _add_synth_args(s, 6)
     s.add_argument("--out", default="out/synth_preview.png", help="output PNG")
     s.set_defaults(func=_cmd_synth_preview)
+
+    s = sub.add_parser(
+        "tune",
+        help="instruction-tune the generator on synthetic data (resumes a run)",
+        description="Train the generator from a YAML config; running it again resumes from the run's checkpoint. "
+        "Example: vb-perception tune --config config/tune/vb-mini.yaml --set train.max_steps=2000",
+    )
+    s.add_argument("--config", required=True, help="YAML config (see config/tune/)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
+    s.set_defaults(func=_cmd_tune)
 
     s = sub.add_parser(
         "demo",

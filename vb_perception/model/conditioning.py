@@ -1,0 +1,122 @@
+"""From a parsed prompt to the generator's conditioning: a task code and a short token sequence.
+
+The prompt alone selects the task. Its parsed form (:mod:`vb_perception.prompts`) gives the tokens:
+
+* ``prompt``: the whole prompt's sentence embedding (phrasing, anything the parser does not model);
+* ``background``: the background colour;
+* one token per class / expression / instance class: its name's sentence embedding plus its *exact* RGB value
+  as Fourier features, so requested colours come out right instead of being guessed from words.
+
+The task code (depth per colormap, normals, semantic, instances, referring) also conditions the UNet globally,
+added to its timestep embedding.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from vb_perception.model.text import TEXT_DIM, TextEncoder
+from vb_perception.prompts import DepthSpec, InstanceSpec, NormalsSpec, ReferringSpec, SemanticSpec, TaskSpec
+
+__all__ = ["TASK_CODES", "ConditionEncoder", "PromptTokens", "task_code", "tokens_for"]
+
+TASK_CODES = (
+    "depth/hilbert",
+    "depth/plasma",
+    "depth/inferno",
+    "depth/viridis",
+    "depth/gray",
+    "normals",
+    "semantic",
+    "instances",
+    "referring",
+)
+_ROLE_PROMPT, _ROLE_BACKGROUND, _ROLE_TARGET, _ROLE_INSTANCE = range(4)
+_N_FREQ = 6
+
+
+def task_code(spec: TaskSpec) -> int:
+    """Index of the spec's task in :data:`TASK_CODES`."""
+    if isinstance(spec, DepthSpec):
+        return TASK_CODES.index(f"depth/{spec.colormap}")
+    return TASK_CODES.index(spec.task)
+
+
+@dataclass(frozen=True)
+class PromptTokens:
+    """The conditioning of one prompt before the trainable encoder: texts to embed, colours, roles."""
+
+    task: int
+    texts: tuple[str, ...]  # one per token ("" for the background token)
+    colors: tuple[tuple[int, int, int], ...]  # one per token ((0, 0, 0) where none)
+    roles: tuple[int, ...]
+
+
+def tokens_for(prompt: str, spec: TaskSpec) -> PromptTokens:
+    """Token texts, colours and roles for ``prompt`` parsed as ``spec``."""
+    texts, colors, roles = [prompt], [(0, 0, 0)], [_ROLE_PROMPT]
+    if isinstance(spec, (SemanticSpec, ReferringSpec, InstanceSpec)):
+        texts.append("")
+        colors.append(spec.background)
+        roles.append(_ROLE_BACKGROUND)
+    if isinstance(spec, (SemanticSpec, ReferringSpec)):
+        for name, rgb in spec.palette.items():
+            texts.append(name)
+            colors.append(rgb)
+            roles.append(_ROLE_TARGET)
+    elif isinstance(spec, InstanceSpec):
+        texts.append(spec.class_name)
+        colors.append((0, 0, 0))
+        roles.append(_ROLE_INSTANCE)
+    elif not isinstance(spec, (DepthSpec, NormalsSpec)):
+        raise TypeError(f"unknown spec {spec!r}")
+    return PromptTokens(task_code(spec), tuple(texts), tuple(colors), tuple(roles))
+
+
+def _fourier(rgb01: torch.Tensor) -> torch.Tensor:
+    freqs = (2.0 ** torch.arange(_N_FREQ, device=rgb01.device, dtype=rgb01.dtype)) * math.pi
+    x = rgb01[..., None] * freqs  # [..., 3, F]
+    return torch.cat([rgb01, torch.sin(x).flatten(-2), torch.cos(x).flatten(-2)], dim=-1)
+
+
+class ConditionEncoder(nn.Module):
+    """Trainable: sentence embeddings + colour Fourier features + role embeddings -> ``dim``-wide tokens."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.text = nn.Linear(TEXT_DIM, dim)
+        self.color = nn.Sequential(nn.Linear(3 + 6 * _N_FREQ, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.role = nn.Embedding(4, dim)
+        self.task = nn.Embedding(len(TASK_CODES), dim)
+        self.out = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim))
+
+    def forward(
+        self, text_emb: torch.Tensor, colors: torch.Tensor, roles: torch.Tensor, task: torch.Tensor
+    ) -> torch.Tensor:
+        """``text_emb [B, L, 384]``, ``colors [B, L, 3]`` (0-1), ``roles [B, L]``, ``task [B]`` -> ``[B, L + 1, dim]``
+        (the task token first)."""
+        tok = self.text(text_emb) + self.color(_fourier(colors)) + self.role(roles)
+        return self.out(torch.cat([self.task(task)[:, None], tok], dim=1))
+
+
+def batch_tokens(
+    items: Sequence[PromptTokens], text: TextEncoder, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Padded batch tensors: text embeddings, colours, roles, task codes and the attention mask ``[B, L + 1]``."""
+    length = max(len(t.texts) for t in items)
+    all_texts = [s for t in items for s in t.texts if s]
+    table = dict(zip(dict.fromkeys(all_texts), text.encode(list(dict.fromkeys(all_texts))).to(device)))
+    zeros = torch.zeros(TEXT_DIM, device=device)
+    emb = torch.stack([
+        torch.stack([table[s] if s else zeros for s in t.texts] + [zeros] * (length - len(t.texts))) for t in items
+    ])
+    colors = torch.tensor([list(t.colors) + [(0, 0, 0)] * (length - len(t.colors)) for t in items], device=device)
+    roles = torch.tensor([list(t.roles) + [0] * (length - len(t.roles)) for t in items], device=device)
+    task = torch.tensor([t.task for t in items], device=device)
+    mask = torch.tensor([[1] * (len(t.texts) + 1) + [0] * (length - len(t.texts)) for t in items], device=device)
+    return emb, colors.float() / 255.0, roles, task, mask

@@ -1,0 +1,181 @@
+"""The generator: one prompt-driven image-to-image diffusion model (diffusers ``UNet2DConditionModel``).
+
+Marigold-style, the camera image is concatenated to the noisy target; the prompt's tokens
+(:mod:`.conditioning`) enter by cross-attention and its task code through the timestep embedding. The UNet predicts
+the clean target (``prediction_type="sample"``), so one step from pure noise already gives an answer (Lotus /
+E2E-FT style) and more DDIM steps, or several seeds, give refinements and spread (uncertainty).
+
+Checkpoints are a folder: ``config.json`` (architecture and defaults, stored with the weights) and
+``model.safetensors`` (fp16). Never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vb_perception.errors import VbPerceptionError
+from vb_perception.model.conditioning import TASK_CODES, ConditionEncoder, PromptTokens, batch_tokens
+from vb_perception.model.text import TextEncoder
+
+__all__ = ["GeneratorConfig", "ModelError", "VBGenerator"]
+
+CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+FORMAT_VERSION = 1
+
+
+class ModelError(VbPerceptionError):
+    """A model folder is missing, incomplete, of another format, or holds weights that do not fit."""
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Architecture and inference defaults; saved as ``config.json`` next to the weights."""
+
+    resolution_px: int = 64  # processing size of the short image side (a multiple of 8)
+    block_out_channels: tuple[int, ...] = (32, 64, 128, 192)
+    down_block_types: tuple[str, ...] = ("DownBlock2D", "DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D")
+    up_block_types: tuple[str, ...] = ("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D")
+    layers_per_block: int = 1
+    attention_head_dim: int = 32
+    cond_dim: int = 256
+    norm_num_groups: int = 16
+    num_train_timesteps: int = 1000
+    default_steps: int = 1
+    model_version: str = "untrained"
+    format_version: int = FORMAT_VERSION
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GeneratorConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ModelError(f"config.json has unknown fields {unknown}; this vb_perception is too old for the model")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
+
+
+class VBGenerator(nn.Module):
+    """UNet + condition encoder. ``forward`` predicts clean targets in [-1, 1]."""
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        super().__init__()
+        from diffusers import UNet2DConditionModel
+        from diffusers.models.attention_processor import AttnProcessor
+
+        self.config = config
+        self.unet = UNet2DConditionModel(
+            sample_size=config.resolution_px,
+            in_channels=6,
+            out_channels=3,
+            layers_per_block=config.layers_per_block,
+            block_out_channels=config.block_out_channels,
+            down_block_types=config.down_block_types,
+            up_block_types=config.up_block_types,
+            cross_attention_dim=config.cond_dim,
+            attention_head_dim=config.attention_head_dim,
+            norm_num_groups=config.norm_num_groups,
+            num_class_embeds=len(TASK_CODES),
+        )
+        # The plain bmm attention: on CPU it trains faster than torch's flash-attention kernel (bench in README).
+        self.unet.set_attn_processor(AttnProcessor())
+        self.cond = ConditionEncoder(config.cond_dim)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        noisy: torch.Tensor,
+        timesteps: torch.Tensor,
+        cond: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    ) -> torch.Tensor:
+        """``image``, ``noisy``: ``[B, 3, H, W]`` in [-1, 1]; ``timesteps [B]``; ``cond`` from :func:`batch_tokens`."""
+        emb, colors, roles, task, mask = cond
+        tokens = self.cond(emb, colors, roles, task)
+        x = torch.cat([noisy, image], dim=1)  # [B, 6, H, W]
+        return self.unet(x, timesteps, encoder_hidden_states=tokens, class_labels=task, encoder_attention_mask=mask).sample
+
+    def conditioning(self, items: list[PromptTokens], text: TextEncoder) -> tuple[torch.Tensor, ...]:
+        return batch_tokens(items, text, self.device)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        image: torch.Tensor,
+        cond: tuple[torch.Tensor, ...],
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Generate targets ``[B, 3, H, W]`` in [-1, 1] with ``steps`` DDIM steps from noise (default: the model's)."""
+        from diffusers import DDIMScheduler
+
+        n = steps or self.config.default_steps
+        sched = DDIMScheduler(
+            num_train_timesteps=self.config.num_train_timesteps,
+            prediction_type="sample",
+            timestep_spacing="trailing",
+            clip_sample=True,
+        )
+        sched.set_timesteps(n)
+        x = torch.randn(image.shape, generator=generator, device=image.device, dtype=image.dtype)
+        for t in sched.timesteps:
+            pred = self(image, x, t.expand(image.shape[0]).to(image.device), cond)  # type: ignore[arg-type]
+            x = sched.step(pred, t, x).prev_sample
+        return x.clamp(-1.0, 1.0)
+
+    # ------------------------------------------------------------------------------------------ persistence
+
+    def save_pretrained(self, folder: str | Path, dtype: torch.dtype = torch.float16) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` (``dtype``, fp16 by default) into ``folder``."""
+        from safetensors.torch import save_file
+
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(out / WEIGHTS_NAME), metadata={"format": "vb_perception", "version": str(FORMAT_VERSION)})
+        (out / CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+        return out
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu") -> VBGenerator:
+        """Load a model folder (safetensors only). Raises :class:`ModelError` with what is wrong and what to do."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        root = Path(folder)
+        if not (root / CONFIG_NAME).is_file() or not (root / WEIGHTS_NAME).is_file():
+            raise ModelError(
+                f"{root}: not a vb_perception model folder (needs {CONFIG_NAME} and {WEIGHTS_NAME}); "
+                "pass the folder written by `vb-perception tune` or the bundled models/vb-mini"
+            )
+        try:
+            config = GeneratorConfig.from_dict(json.loads((root / CONFIG_NAME).read_text()))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise ModelError(f"{root / CONFIG_NAME}: unreadable config ({exc})") from exc
+        if config.format_version != FORMAT_VERSION:
+            raise ModelError(f"{root}: model format {config.format_version}, this code reads {FORMAT_VERSION}")
+        model = cls(config)
+        try:
+            state = load_file(str(root / WEIGHTS_NAME))
+        except (SafetensorError, OSError) as exc:
+            raise ModelError(f"{root / WEIGHTS_NAME}: not a readable safetensors file ({exc})") from exc
+        expected = model.state_dict()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        bad = sorted(k for k in set(expected) & set(state) if state[k].shape != expected[k].shape)
+        if missing or unexpected or bad:
+            raise ModelError(
+                f"{root}: weights do not fit the config ({len(missing)} missing, {len(unexpected)} unexpected, "
+                f"{len(bad)} of another shape, e.g. {(missing + unexpected + bad)[:3]}); the folder mixes two models"
+            )
+        model.load_state_dict({k: v.float() for k, v in state.items()})
+        return model.to(device).eval()

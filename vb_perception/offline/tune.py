@@ -1,0 +1,386 @@
+"""Instruction tuning of the generator on synthetic data: ``vb-perception tune --config config/tune/<name>.yaml``.
+
+Runs on accelerate (plain CPU here; ``accelerate launch`` for several GPUs with no code change). A run folder holds
+the resolved config, ``metrics.csv``, PNG panels, a resumable checkpoint (safetensors + JSON, no pickle) and the
+EMA model in ``model/`` (loadable with ``VBGenerator.from_pretrained``). Running the same command again resumes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vb_perception.errors import VbPerceptionError
+from vb_perception.model.conditioning import PromptTokens, tokens_for
+from vb_perception.model.generator import GeneratorConfig, VBGenerator
+from vb_perception.model.text import TextEncoder
+from vb_perception.offline.synth.dataset import SynthConfig
+from vb_perception.offline.synth.examples import DEFAULT_TASK_MIX, make_example
+from vb_perception.prompts import DepthSpec, TaskSpec
+
+__all__ = ["TrainConfig", "TuneConfig", "TuneError", "load_tune_config", "run_tune"]
+
+
+class TuneError(VbPerceptionError):
+    """A tuning config or run folder is invalid."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where samples come from: a pre-rendered cache (CPU) or live rendering (``cache_dir: null``, GPU)."""
+
+    res_px: int = 64
+    seed: int = 1000
+    cache_dir: str | None = "out/cache/synth64"
+    cache_size: int = 20000
+    mix: dict[str, float] = field(default_factory=lambda: {"indoor": 0.45, "tabletop": 0.25, "street": 0.3})
+    task_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TASK_MIX))
+    backend: str = "auto"
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 16
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    max_steps: int = 20000
+    ema_decay: float = 0.999
+    single_step_prob: float = 0.6  # share of examples trained at t = T (the one-step case)
+    depth_curve_weight: float = 2.0
+    normals_cos_weight: float = 0.5
+    grad_clip: float = 1.0
+    checkpoint_every: int = 250
+    panel_every: int = 500
+    log_every: int = 10
+    seed: int = 0
+    num_threads: int = 0  # torch CPU threads; 0 = torch's default
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    name: str
+    run_dir: str
+    model: GeneratorConfig
+    data: DataConfig
+    train: TrainConfig
+    init_from: str | None = None  # a model folder to start from (e.g. the bundled model)
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise TuneError(f"{where}: unknown keys {unknown}; allowed: {sorted(known)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) and k != "mix" else v for k, v in values.items()})
+
+
+def load_tune_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TuneConfig:
+    """Read a YAML tuning config; ``overrides`` maps dotted keys (``train.max_steps``) to values."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise TuneError(f"{p}: no such config; see config/tune/ for examples")
+    raw = yaml.safe_load(p.read_text()) or {}
+    for key, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    allowed = {"name", "run_dir", "model", "data", "train", "init_from"}
+    if set(raw) - allowed:
+        raise TuneError(f"{p}: unknown top-level keys {sorted(set(raw) - allowed)}; allowed: {sorted(allowed)}")
+    return TuneConfig(
+        name=str(raw.get("name", p.stem)),
+        run_dir=str(raw.get("run_dir", f"out/runs/{p.stem}")),
+        model=_build(GeneratorConfig, raw.get("model", {}), f"{p}: model"),
+        data=_build(DataConfig, raw.get("data", {}), f"{p}: data"),
+        train=_build(TrainConfig, raw.get("train", {}), f"{p}: train"),
+        init_from=raw.get("init_from"),
+    )
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+class _Examples:
+    """Random training examples: cached samples (or live renders) + a random task, prompt and target each."""
+
+    def __init__(self, cfg: TuneConfig) -> None:
+        self.cfg = cfg
+        synth = SynthConfig(res_px=cfg.data.res_px, seed=cfg.data.seed, mix=tuple(cfg.data.mix.items()), backend=cfg.data.backend, device=cfg.data.device)
+        self.synth = synth
+        if cfg.data.cache_dir:
+            from vb_perception.offline.cache import ensure_cache
+
+            self.cache = ensure_cache(cfg.data.cache_dir, synth, cfg.data.cache_size)
+        else:
+            from vb_perception.offline.synth.raycast import make_raycaster
+
+            self.cache = None
+            self.caster = make_raycaster(cfg.data.backend, cfg.data.device)
+
+    def get(self, step: int, slot: int) -> tuple[np.ndarray, np.ndarray, PromptTokens, TaskSpec]:
+        rng = random.Random(f"{self.cfg.train.seed}/{step}/{slot}")
+        if self.cache is not None:
+            sample = self.cache[rng.randrange(len(self.cache))]
+        else:
+            from vb_perception.offline.synth.dataset import render_sample
+
+            sample = render_sample(self.synth, step * self.cfg.train.batch_size + slot, self.caster)
+        ex = make_example(sample, rng, mix=self.cfg.data.task_mix)
+        # Horizontal flip (image, target and, for normals, the x component); not for referring prompts, whose
+        # expressions may say "left" or "right".
+        if ex.spec.task != "referring" and rng.random() < 0.5:
+            image, target = ex.image[:, ::-1], ex.target[:, ::-1]
+            if ex.spec.task == "normals":
+                target = target.copy()
+                target[..., 0] = 255 - target[..., 0]
+            ex_image, ex_target = np.ascontiguousarray(image), np.ascontiguousarray(target)
+        else:
+            ex_image, ex_target = ex.image, ex.target
+        return ex_image, ex_target, tokens_for(ex.prompt, ex.spec), ex.spec
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, list[PromptTokens], list[TaskSpec]]:
+        items = [self.get(step, i) for i in range(self.cfg.train.batch_size)]
+        img = torch.from_numpy(np.stack([i[0] for i in items])).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        tgt = torch.from_numpy(np.stack([i[1] for i in items])).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        return img, tgt, [i[2] for i in items], [i[3] for i in items]
+
+
+# ------------------------------------------------------------------------------------------------ losses
+
+
+def _losses(pred: torch.Tensor, target: torch.Tensor, specs: list[TaskSpec], cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    from vb_perception.codecs import torch_ops
+
+    out = {"rgb": torch.nn.functional.mse_loss(pred, target)}
+    p01, t01 = (pred.clamp(-1, 1) + 1) / 2, (target + 1) / 2
+    depth = torch.tensor([isinstance(s, DepthSpec) and s.colormap == "hilbert" for s in specs], device=pred.device)
+    normals = torch.tensor([s.task == "normals" for s in specs], device=pred.device)
+    zero = pred.sum() * 0.0
+    if depth.any():  # L1 on the curved depth value the RGB decodes to: what evaluation measures, not colour
+        f_pred = torch_ops.depth_to_curve(torch_ops.decode_depth(p01[depth], channel_dim=1))
+        f_true = torch_ops.depth_to_curve(torch_ops.decode_depth(t01[depth], channel_dim=1))
+        out["depth_curve"] = (f_pred - f_true).abs().mean() * cfg.depth_curve_weight
+    else:
+        out["depth_curve"] = zero
+    if normals.any():
+        n_pred = torch_ops.decode_normals(p01[normals], channel_dim=1)
+        n_true = torch_ops.decode_normals(t01[normals], channel_dim=1)
+        out["normals_cos"] = (1.0 - (n_pred * n_true).sum(1)).mean() * cfg.normals_cos_weight
+    else:
+        out["normals_cos"] = zero
+    out["total"] = out["rgb"] + out["depth_curve"] + out["normals_cos"]
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+
+
+def _save_checkpoint(folder: Path, model: VBGenerator, ema: Any, opt: torch.optim.Optimizer, step: int, elapsed_s: float) -> None:
+    """Model, EMA and optimizer tensors in safetensors; everything else in JSON. Written atomically (tmp + rename)."""
+    from safetensors.torch import save_file
+
+    tmp = folder.with_name(folder.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+    names = [n for n, _ in model.named_parameters()]
+    save_file({n: p.detach().cpu().contiguous() for n, p in zip(names, ema.shadow_params)}, str(tmp / "ema.safetensors"))
+    opt_state = opt.state_dict()
+    tensors, scalars = {}, {}
+    for pid, st in opt_state["state"].items():
+        for key, value in st.items():
+            if torch.is_tensor(value) and value.dim() > 0:
+                tensors[f"{pid}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{pid}.{key}"] = float(value)
+    save_file(tensors, str(tmp / "optimizer.safetensors"))
+    meta = {"step": step, "elapsed_s": elapsed_s, "param_groups": opt_state["param_groups"], "scalars": scalars}
+    (tmp / "state.json").write_text(json.dumps(meta) + "\n")
+    if folder.exists():
+        old = folder.with_name(folder.name + ".old")
+        folder.rename(old)
+        tmp.rename(folder)
+        import shutil
+
+        shutil.rmtree(old)
+    else:
+        tmp.rename(folder)
+
+
+def _load_checkpoint(folder: Path, model: VBGenerator, ema: Any, opt: torch.optim.Optimizer) -> tuple[int, float]:
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    shadow = load_file(str(folder / "ema.safetensors"))
+    for (name, _), p in zip(model.named_parameters(), ema.shadow_params):
+        p.data.copy_(shadow[name])
+    meta = json.loads((folder / "state.json").read_text())
+    tensors = load_file(str(folder / "optimizer.safetensors"))
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    for key, value in meta["scalars"].items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = torch.tensor(value)
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    return int(meta["step"]), float(meta["elapsed_s"])
+
+
+def _export(folder: Path, model: VBGenerator, ema: Any, cfg: TuneConfig, step: int, elapsed_s: float) -> None:
+    """The EMA weights as a loadable fp16 model folder, with the run's provenance in its config notes."""
+    from dataclasses import replace
+
+    export = VBGenerator(replace(model.config, model_version=f"{cfg.name}@{step}", notes={
+        "run": cfg.name, "step": step, "samples_seen": step * cfg.train.batch_size,
+        "train_wall_s": round(elapsed_s), "data_res_px": cfg.data.res_px,
+    }))
+    export.load_state_dict(model.state_dict())
+    ema.copy_to(export.parameters())
+    export.save_pretrained(folder)
+
+
+# ------------------------------------------------------------------------------------------------ panels
+
+
+@torch.no_grad()
+def _panel(path: Path, model: VBGenerator, text: TextEncoder, data: _Examples) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = []
+    for slot, task in enumerate(("depth", "normals", "semantic", "instances", "referring")):
+        rng = random.Random(f"panel/{slot}")
+        sample = data.cache[rng.randrange(len(data.cache))] if data.cache is not None else None
+        if sample is None:
+            return
+        ex = make_example(sample, rng, task=task)
+        rows.append((ex, tokens_for(ex.prompt, ex.spec)))
+    img = torch.from_numpy(np.stack([r[0].image for r in rows])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    cond = model.conditioning([r[1] for r in rows], text)
+    pred = model.sample(img.to(model.device), cond, steps=1, generator=torch.Generator(device=model.device).manual_seed(0))
+    pred_np = ((pred.permute(0, 2, 3, 1).cpu().numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+    fig, axes = plt.subplots(len(rows), 3, figsize=(6.5, 2.2 * len(rows)), squeeze=False)
+    for i, ((ex, _), p) in enumerate(zip(rows, pred_np)):
+        for ax, im, title in zip(axes[i], (ex.image, ex.target, p), ("input", f"target ({ex.spec.task})", "generated (1 step)")):
+            ax.imshow(im, interpolation="nearest")
+            ax.set_title(title, fontsize=7)
+            ax.set_axis_off()
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------------ the loop
+
+
+def run_tune(cfg: TuneConfig, progress: bool = True) -> Path:
+    """Train (or resume) the run in ``cfg.run_dir`` up to ``cfg.train.max_steps``; returns the exported model folder."""
+    import yaml
+    from accelerate import Accelerator
+    from diffusers import DDPMScheduler
+    from diffusers.training_utils import EMAModel
+    from tqdm import tqdm
+
+    tc = cfg.train
+    if tc.num_threads:
+        torch.set_num_threads(tc.num_threads)
+    run = Path(cfg.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    resolved = {"name": cfg.name, "run_dir": cfg.run_dir, "init_from": cfg.init_from, "model": asdict(cfg.model), "data": asdict(cfg.data), "train": asdict(tc)}
+    previous = run / "config.resolved.yaml"
+    if previous.is_file():
+        old = yaml.safe_load(previous.read_text())
+        if old.get("model") != json.loads(json.dumps(resolved["model"])):
+            raise TuneError(f"{run}: holds a run with another model architecture; use a new run_dir")
+    previous.write_text(yaml.safe_dump(json.loads(json.dumps(resolved)), sort_keys=False))
+
+    torch.manual_seed(tc.seed)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    model = VBGenerator.from_pretrained(cfg.init_from) if cfg.init_from else VBGenerator(cfg.model)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    ema = EMAModel(model.parameters(), decay=tc.ema_decay)
+    step, elapsed = 0, 0.0
+    if (run / "checkpoint").is_dir():
+        step, elapsed = _load_checkpoint(run / "checkpoint", model, ema, opt)
+    model, opt = accelerator.prepare(model, opt)
+    ema.to(accelerator.device)
+    raw_model: VBGenerator = accelerator.unwrap_model(model)
+    text = TextEncoder(accelerator.device)
+    data = _Examples(cfg)
+    sched = DDPMScheduler(num_train_timesteps=cfg.model.num_train_timesteps, prediction_type="sample")
+    t_max = cfg.model.num_train_timesteps - 1
+
+    metrics_path = run / "metrics.csv"
+    new_file = not metrics_path.is_file()
+    metrics = metrics_path.open("a", newline="")
+    writer = csv.writer(metrics)
+    if new_file:
+        writer.writerow(["step", "loss", "rgb", "depth_curve", "normals_cos", "lr", "samples_per_s", "elapsed_s"])
+    bar = tqdm(total=tc.max_steps, initial=step, desc=f"tune {cfg.name}", unit="step", disable=not progress)
+    window: list[float] = []
+    t_last = time.perf_counter()
+    while step < tc.max_steps:
+        img, tgt, toks, specs = data.batch(step)
+        img, tgt = img.to(accelerator.device), tgt.to(accelerator.device)
+        gen = torch.Generator().manual_seed(tc.seed * 1_000_003 + step)
+        b = img.shape[0]
+        t = torch.where(
+            torch.rand(b, generator=gen) < tc.single_step_prob,
+            torch.full((b,), t_max),
+            torch.randint(0, cfg.model.num_train_timesteps, (b,), generator=gen),
+        ).to(accelerator.device)
+        noise = torch.randn(tgt.shape, generator=gen).to(accelerator.device)
+        noisy = sched.add_noise(tgt, noise, t)
+        cond = raw_model.conditioning(toks, text)
+        lr = tc.lr * min(1.0, (step + 1) / max(tc.warmup_steps, 1)) * (0.5 * (1 + math.cos(math.pi * min(step / tc.max_steps, 1.0))) * 0.9 + 0.1)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        with accelerator.accumulate(model):
+            pred = model(img, noisy, t, cond)
+            losses = _losses(pred, tgt, specs, tc)
+            accelerator.backward(losses["total"])
+            if tc.grad_clip:
+                accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            opt.step()
+            opt.zero_grad()
+        ema.step(raw_model.parameters())
+        step += 1
+        now = time.perf_counter()
+        elapsed += now - t_last
+        window.append(now - t_last)
+        t_last = now
+        bar.update()
+        if step % tc.log_every == 0 or step == tc.max_steps:
+            rate = tc.batch_size * len(window) / max(sum(window), 1e-9)
+            window.clear()
+            writer.writerow([step] + [f"{float(losses[k].detach()):.5f}" for k in ("total", "rgb", "depth_curve", "normals_cos")] + [f"{lr:.2e}", f"{rate:.2f}", f"{elapsed:.0f}"])
+            metrics.flush()
+            bar.set_postfix(loss=f"{float(losses['total'].detach()):.4f}", sps=f"{rate:.1f}")
+        if accelerator.is_main_process and (step % tc.checkpoint_every == 0 or step == tc.max_steps):
+            _save_checkpoint(run / "checkpoint", raw_model, ema, opt, step, elapsed)
+            _export(run / "model", raw_model, ema, cfg, step, elapsed)
+        if accelerator.is_main_process and (step % tc.panel_every == 0 or step == tc.max_steps):
+            panel_model = VBGenerator.from_pretrained(run / "model") if (run / "model").is_dir() else raw_model
+            _panel(run / f"panel_{step:07d}.png", panel_model.to(accelerator.device), text, data)
+            t_last = time.perf_counter()
+    bar.close()
+    metrics.close()
+    return run / "model"
