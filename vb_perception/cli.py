@@ -122,6 +122,14 @@ def _synth_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from vb_perception.offline.synth.generate import FAMILIES
 
     mix = tuple(SynthConfig().mix)
+    if getattr(args, "heldout", False):
+        from vb_perception.offline.evaluate import HELDOUT
+
+        if args.family or args.seed:
+            raise VbPerceptionError("--heldout fixes the seed and scene mix; drop --seed/--family")
+        return SynthConfig(
+            res_px=args.res, seed=int(HELDOUT["seed"]), mix=HELDOUT["mix"], backend=args.backend, device=args.device
+        )  # type: ignore[arg-type]
     if args.family:
         if args.family not in FAMILIES:
             raise VbPerceptionError(f"unknown scene family {args.family!r}; use one of {', '.join(FAMILIES)}")
@@ -161,6 +169,24 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         overrides[key] = yaml.safe_load(value)
     cfg = load_tune_config(args.config, overrides)
     print(f"model written to {run_tune(cfg)}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from vb_perception.offline.predict import predict_files, prompts_for
+
+    prompts = prompts_for(args.task or (["depth", "normals"] if not args.prompt else []), args.prompt or [])
+    for folder in predict_files(args.images, prompts, Path(args.out), args.model, args.steps, args.device):
+        print(f"wrote {folder}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from vb_perception.offline.evaluate import evaluate, format_report
+
+    report = evaluate(args.data, args.out, args.model, args.steps, args.n, args.depth_scale_m, args.device)
+    print(format_report(report))
+    print(f"\nreport: {Path(args.out) / 'eval.json'}")
     return 0
 
 
@@ -299,6 +325,7 @@ def _parser() -> argparse.ArgumentParser:
         help="npz: one compressed file per sample; npy: a PNG and .npy arrays per sample",
     )
     s.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    s.add_argument("--heldout", action="store_true", help="the held-out evaluation split (its own seed and scene mix)")
     s.set_defaults(func=_cmd_synth)
 
     s = sub.add_parser(
@@ -310,6 +337,41 @@ def _parser() -> argparse.ArgumentParser:
     _add_synth_args(s, 6)
     s.add_argument("--out", default="out/synth_preview.png", help="output PNG")
     s.set_defaults(func=_cmd_synth_preview)
+
+    s = sub.add_parser(
+        "predict",
+        help="run the generator on images: depth_m.npy, normals.npy, segmentation.npz, PNGs",
+        description="Decode metric depth, normals and prompted masks for each image (the model loads once). "
+        "Example: vb-perception predict color.png --task depth --out OUT",
+    )
+    s.add_argument("images", nargs="+", help="image files")
+    s.add_argument(
+        "--task",
+        action="append",
+        choices=("depth", "normals", "segment"),
+        help="repeatable; default: depth and normals",
+    )
+    s.add_argument("--prompt", action="append", help="a prompt in the prompt grammar (repeatable)")
+    s.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    s.add_argument("--model", default=None, help="model folder (default: the bundled models/vb-mini)")
+    s.add_argument("--device", default="cpu", help="torch device")
+    s.add_argument("--out", required=True, help="output folder; one subfolder per image")
+    s.set_defaults(func=_cmd_predict)
+
+    s = sub.add_parser(
+        "eval",
+        help="metrics of a model on synth samples or a folder of color.png + depth.png",
+        description="Depth (metric and scale-aligned), normals, semantic mIoU, referring cIoU/gIoU, instance F1; "
+        "JSON + PNG panels. Example: vb-perception eval --data out/heldout --out out/eval",
+    )
+    s.add_argument("--data", required=True, help="folder of synth .npz samples, or with color.png + depth.png")
+    s.add_argument("--out", default="out/eval", help="output folder")
+    s.add_argument("--model", default=None, help="model folder (default: the bundled model)")
+    s.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    s.add_argument("--n", type=int, default=None, help="evaluate only the first N samples")
+    s.add_argument("--depth-scale-m", type=float, default=None, help="metres per unit of an integer depth.png")
+    s.add_argument("--device", default="cpu", help="torch device")
+    s.set_defaults(func=_cmd_eval)
 
     s = sub.add_parser(
         "tune",

@@ -112,9 +112,9 @@ def batch_tokens(
     all_texts = [s for t in items for s in t.texts if s]
     table = dict(zip(dict.fromkeys(all_texts), text.encode(list(dict.fromkeys(all_texts))).to(device)))
     zeros = torch.zeros(TEXT_DIM, device=device)
-    emb = torch.stack([
-        torch.stack([table[s] if s else zeros for s in t.texts] + [zeros] * (length - len(t.texts))) for t in items
-    ])
+    emb = torch.stack(
+        [torch.stack([table[s] if s else zeros for s in t.texts] + [zeros] * (length - len(t.texts))) for t in items]
+    )
     colors = torch.tensor([list(t.colors) + [(0, 0, 0)] * (length - len(t.colors)) for t in items], device=device)
     roles = torch.tensor([list(t.roles) + [0] * (length - len(t.roles)) for t in items], device=device)
     task = torch.tensor([t.task for t in items], device=device)

@@ -102,7 +102,9 @@ class VBGenerator(nn.Module):
         emb, colors, roles, task, mask = cond
         tokens = self.cond(emb, colors, roles, task)
         x = torch.cat([noisy, image], dim=1)  # [B, 6, H, W]
-        return self.unet(x, timesteps, encoder_hidden_states=tokens, class_labels=task, encoder_attention_mask=mask).sample
+        return self.unet(
+            x, timesteps, encoder_hidden_states=tokens, class_labels=task, encoder_attention_mask=mask
+        ).sample
 
     def conditioning(self, items: list[PromptTokens], text: TextEncoder) -> tuple[torch.Tensor, ...]:
         return batch_tokens(items, text, self.device)

@@ -120,7 +120,13 @@ class _Examples:
 
     def __init__(self, cfg: TuneConfig) -> None:
         self.cfg = cfg
-        synth = SynthConfig(res_px=cfg.data.res_px, seed=cfg.data.seed, mix=tuple(cfg.data.mix.items()), backend=cfg.data.backend, device=cfg.data.device)
+        synth = SynthConfig(
+            res_px=cfg.data.res_px,
+            seed=cfg.data.seed,
+            mix=tuple(cfg.data.mix.items()),
+            backend=cfg.data.backend,
+            device=cfg.data.device,
+        )
         self.synth = synth
         if cfg.data.cache_dir:
             from vb_perception.offline.cache import ensure_cache
@@ -163,7 +169,9 @@ class _Examples:
 # ------------------------------------------------------------------------------------------------ losses
 
 
-def _losses(pred: torch.Tensor, target: torch.Tensor, specs: list[TaskSpec], cfg: TrainConfig) -> dict[str, torch.Tensor]:
+def _losses(
+    pred: torch.Tensor, target: torch.Tensor, specs: list[TaskSpec], cfg: TrainConfig
+) -> dict[str, torch.Tensor]:
     from vb_perception.codecs import torch_ops
 
     out = {"rgb": torch.nn.functional.mse_loss(pred, target)}
@@ -190,7 +198,9 @@ def _losses(pred: torch.Tensor, target: torch.Tensor, specs: list[TaskSpec], cfg
 # ------------------------------------------------------------------------------------------------ checkpoints
 
 
-def _save_checkpoint(folder: Path, model: VBGenerator, ema: Any, opt: torch.optim.Optimizer, step: int, elapsed_s: float) -> None:
+def _save_checkpoint(
+    folder: Path, model: VBGenerator, ema: Any, opt: torch.optim.Optimizer, step: int, elapsed_s: float
+) -> None:
     """Model, EMA and optimizer tensors in safetensors; everything else in JSON. Written atomically (tmp + rename)."""
     from safetensors.torch import save_file
 
@@ -198,7 +208,9 @@ def _save_checkpoint(folder: Path, model: VBGenerator, ema: Any, opt: torch.opti
     tmp.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
     names = [n for n, _ in model.named_parameters()]
-    save_file({n: p.detach().cpu().contiguous() for n, p in zip(names, ema.shadow_params)}, str(tmp / "ema.safetensors"))
+    save_file(
+        {n: p.detach().cpu().contiguous() for n, p in zip(names, ema.shadow_params)}, str(tmp / "ema.safetensors")
+    )
     opt_state = opt.state_dict()
     tensors, scalars = {}, {}
     for pid, st in opt_state["state"].items():
@@ -245,10 +257,19 @@ def _export(folder: Path, model: VBGenerator, ema: Any, cfg: TuneConfig, step: i
     """The EMA weights as a loadable fp16 model folder, with the run's provenance in its config notes."""
     from dataclasses import replace
 
-    export = VBGenerator(replace(model.config, model_version=f"{cfg.name}@{step}", notes={
-        "run": cfg.name, "step": step, "samples_seen": step * cfg.train.batch_size,
-        "train_wall_s": round(elapsed_s), "data_res_px": cfg.data.res_px,
-    }))
+    export = VBGenerator(
+        replace(
+            model.config,
+            model_version=f"{cfg.name}@{step}",
+            notes={
+                "run": cfg.name,
+                "step": step,
+                "samples_seen": step * cfg.train.batch_size,
+                "train_wall_s": round(elapsed_s),
+                "data_res_px": cfg.data.res_px,
+            },
+        )
+    )
     export.load_state_dict(model.state_dict())
     ema.copy_to(export.parameters())
     export.save_pretrained(folder)
@@ -274,11 +295,15 @@ def _panel(path: Path, model: VBGenerator, text: TextEncoder, data: _Examples) -
         rows.append((ex, tokens_for(ex.prompt, ex.spec)))
     img = torch.from_numpy(np.stack([r[0].image for r in rows])).permute(0, 3, 1, 2).float() / 127.5 - 1
     cond = model.conditioning([r[1] for r in rows], text)
-    pred = model.sample(img.to(model.device), cond, steps=1, generator=torch.Generator(device=model.device).manual_seed(0))
+    pred = model.sample(
+        img.to(model.device), cond, steps=1, generator=torch.Generator(device=model.device).manual_seed(0)
+    )
     pred_np = ((pred.permute(0, 2, 3, 1).cpu().numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
     fig, axes = plt.subplots(len(rows), 3, figsize=(6.5, 2.2 * len(rows)), squeeze=False)
     for i, ((ex, _), p) in enumerate(zip(rows, pred_np)):
-        for ax, im, title in zip(axes[i], (ex.image, ex.target, p), ("input", f"target ({ex.spec.task})", "generated (1 step)")):
+        for ax, im, title in zip(
+            axes[i], (ex.image, ex.target, p), ("input", f"target ({ex.spec.task})", "generated (1 step)")
+        ):
             ax.imshow(im, interpolation="nearest")
             ax.set_title(title, fontsize=7)
             ax.set_axis_off()
@@ -303,7 +328,14 @@ def run_tune(cfg: TuneConfig, progress: bool = True) -> Path:
         torch.set_num_threads(tc.num_threads)
     run = Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    resolved = {"name": cfg.name, "run_dir": cfg.run_dir, "init_from": cfg.init_from, "model": asdict(cfg.model), "data": asdict(cfg.data), "train": asdict(tc)}
+    resolved = {
+        "name": cfg.name,
+        "run_dir": cfg.run_dir,
+        "init_from": cfg.init_from,
+        "model": asdict(cfg.model),
+        "data": asdict(cfg.data),
+        "train": asdict(tc),
+    }
     previous = run / "config.resolved.yaml"
     if previous.is_file():
         old = yaml.safe_load(previous.read_text())
@@ -350,7 +382,11 @@ def run_tune(cfg: TuneConfig, progress: bool = True) -> Path:
         noise = torch.randn(tgt.shape, generator=gen).to(accelerator.device)
         noisy = sched.add_noise(tgt, noise, t)
         cond = raw_model.conditioning(toks, text)
-        lr = tc.lr * min(1.0, (step + 1) / max(tc.warmup_steps, 1)) * (0.5 * (1 + math.cos(math.pi * min(step / tc.max_steps, 1.0))) * 0.9 + 0.1)
+        lr = (
+            tc.lr
+            * min(1.0, (step + 1) / max(tc.warmup_steps, 1))
+            * (0.5 * (1 + math.cos(math.pi * min(step / tc.max_steps, 1.0))) * 0.9 + 0.1)
+        )
         for g in opt.param_groups:
             g["lr"] = lr
         with accelerator.accumulate(model):
@@ -371,7 +407,11 @@ def run_tune(cfg: TuneConfig, progress: bool = True) -> Path:
         if step % tc.log_every == 0 or step == tc.max_steps:
             rate = tc.batch_size * len(window) / max(sum(window), 1e-9)
             window.clear()
-            writer.writerow([step] + [f"{float(losses[k].detach()):.5f}" for k in ("total", "rgb", "depth_curve", "normals_cos")] + [f"{lr:.2e}", f"{rate:.2f}", f"{elapsed:.0f}"])
+            writer.writerow(
+                [step]
+                + [f"{float(losses[k].detach()):.5f}" for k in ("total", "rgb", "depth_curve", "normals_cos")]
+                + [f"{lr:.2e}", f"{rate:.2f}", f"{elapsed:.0f}"]
+            )
             metrics.flush()
             bar.set_postfix(loss=f"{float(losses['total'].detach()):.4f}", sps=f"{rate:.1f}")
         if accelerator.is_main_process and (step % tc.checkpoint_every == 0 or step == tc.max_steps):

@@ -122,7 +122,7 @@ def write_dataset(
     workers = workers or min(os.cpu_count() or 1, 8)
     start = time.perf_counter()
     bar = tqdm(total=n, desc="synth", unit="sample", disable=not progress)
-    if workers <= 1 or n < 4:
+    if workers <= 1 or n < 64:  # worker start-up (~5 s each) only pays off for larger batches
         caster = make_raycaster(cfg.backend, cfg.device)
         for i in range(n):
             _write_one(cfg, i, out_dir, fmt, caster)

@@ -1,0 +1,41 @@
+"""The bundled model in models/vb-mini: it loads by default, is fp16 safetensors within budget, and predicts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch", reason="the generator needs torch")
+pytest.importorskip("diffusers", reason="the generator needs diffusers")
+
+from vb_perception.cli import main
+from vb_perception.pipeline import default_model_dir
+
+BUNDLED = Path(__file__).resolve().parents[1] / "models" / "vb-mini"
+
+
+def test_bundled_model_is_fp16_safetensors_with_a_model_card() -> None:
+    assert default_model_dir().resolve() == BUNDLED.resolve()
+    weights = BUNDLED / "model.safetensors"
+    assert weights.stat().st_size <= 50 * 2**20
+    raw = weights.read_bytes()[:200_000]
+    header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
+    assert {v["dtype"] for k, v in header.items() if k != "__metadata__"} == {"F16"}
+    card = (BUNDLED / "MODEL_CARD.md").read_text()
+    for must in ("black → red → yellow → green → cyan → blue → magenta → white", "Limitations", "δ1", "wall"):
+        assert must in card
+
+
+def test_predict_with_the_bundled_model_writes_metric_depth(tmp_path: Path, tum_frame: tuple[np.ndarray, ...]) -> None:
+    from vb_perception.imageio import write_rgb
+
+    image = write_rgb(tmp_path / "color.png", tum_frame[0])
+    assert main(["predict", str(image), "--task", "depth", "--out", str(tmp_path / "out")]) == 0
+    depth = np.load(tmp_path / "out" / "color" / "depth_m.npy")
+    assert depth.shape == (480, 640) and depth.dtype == np.float32
+    finite = depth[np.isfinite(depth)]
+    assert finite.size > 0.9 * depth.size
+    assert 0.05 < np.median(finite) < 100.0  # metres, not a normalised or inverse depth

@@ -1,0 +1,124 @@
+"""The pipeline, predict and eval on a small random model: shapes, units, files, errors (not accuracy)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the generator needs torch")
+pytest.importorskip("diffusers", reason="the generator needs diffusers")
+pytest.importorskip("open3d", reason="eval builds synthetic samples")
+
+from test_model import TINY
+
+from vb_perception.cli import main
+from vb_perception.errors import PromptError, VbPerceptionError
+from vb_perception.model.generator import VBGenerator
+from vb_perception.pipeline import (
+    DepthResult,
+    InstancesResult,
+    NormalsResult,
+    Perception,
+    SegmentationResult,
+    processing_size,
+)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    return VBGenerator(TINY).save_pretrained(tmp_path_factory.mktemp("model") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def pipe(model_dir: Path) -> Perception:
+    return Perception(model_dir)
+
+
+def test_processing_size_keeps_aspect_and_multiples_of_8() -> None:
+    assert processing_size(480, 640, 64) == (64, 88)
+    assert processing_size(100, 100, 32) == (32, 32)
+
+
+def test_all_tasks_in_one_call_come_back_at_input_resolution(
+    pipe: Perception, tum_frame: tuple[np.ndarray, ...]
+) -> None:
+    rgb = tum_frame[0]
+    prompts = [
+        "Generate a metric depth map",
+        "surface normals",
+        "Segment the chair in red and the table in blue",
+        "Each bottle is colored differently",
+    ]
+    depth, normals, seg, inst = pipe(rgb, prompts)
+    assert isinstance(depth, DepthResult) and depth.depth_m.shape == (480, 640) and depth.depth_m.dtype == np.float32
+    assert np.all((depth.depth_m > 0) | np.isnan(depth.depth_m))
+    assert isinstance(normals, NormalsResult) and normals.normals.shape == (480, 640, 3)
+    ok = np.isfinite(normals.normals[..., 0])
+    np.testing.assert_allclose(np.linalg.norm(normals.normals[ok], axis=-1), 1.0, atol=1e-4)
+    assert (
+        isinstance(seg, SegmentationResult) and seg.labels.shape == (480, 640) and seg.class_names == ("chair", "table")
+    )
+    assert set(np.unique(seg.labels)) <= {0, 1, 2}
+    assert isinstance(inst, InstancesResult) and inst.labels.shape == (480, 640)
+    assert depth.generated.shape == (*processing_size(480, 640, pipe.model.config.resolution_px), 3)
+
+
+def test_bad_prompts_fail_before_any_compute(pipe: Perception) -> None:
+    with pytest.raises(PromptError, match="did you mean 'purple'"):
+        pipe(np.zeros((32, 32, 3), np.uint8), ["depth", "Segment the cat in blurple"])
+    with pytest.raises(VbPerceptionError, match="uint8 HxWx3"):
+        pipe(np.zeros((32, 32), np.uint8), ["depth"])
+
+
+def test_predict_cli_writes_every_output(model_dir: Path, tmp_path: Path, tum_frame: tuple[np.ndarray, ...]) -> None:
+    from vb_perception.imageio import write_rgb
+
+    img = write_rgb(tmp_path / "frame.png", tum_frame[0][::4, ::4])
+    args = ["predict", str(img), "--task", "depth", "--task", "normals", "--prompt", "Segment the chair in red"]
+    assert main([*args, "--model", str(model_dir), "--out", str(tmp_path / "out")]) == 0
+    out = tmp_path / "out" / "frame"
+    assert np.load(out / "depth_m.npy").shape == (120, 160)
+    assert np.load(out / "normals.npy").shape == (120, 160, 3)
+    with np.load(out / "segmentation.npz", allow_pickle=False) as seg:
+        assert seg["labels"].dtype == np.int32 and seg["classes"].tolist() == ["chair"]
+    assert (out / "panel.png").is_file() and len(list(out.glob("generated_*.png"))) == 3
+    assert json.loads((out / "outputs.json").read_text())["outputs"][0]["task"] == "depth"
+    assert main(["predict", str(img), "--task", "segment", "--model", str(model_dir), "--out", str(tmp_path)]) == 2
+
+
+def test_eval_on_synthetic_samples_and_a_real_frame(model_dir: Path, tmp_path: Path) -> None:
+    from vb_perception.offline.synth.dataset import SynthConfig, write_dataset
+
+    write_dataset(SynthConfig(res_px=32, seed=777), 3, tmp_path / "data", workers=1, progress=False)
+    assert (
+        main(["eval", "--data", str(tmp_path / "data"), "--model", str(model_dir), "--out", str(tmp_path / "ev")]) == 0
+    )
+    report = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert report["samples"] == 3
+    for key in ("delta1", "delta2", "delta3", "abs_rel", "rmse_m", "delta1_aligned"):
+        assert report["depth"][key] >= 0.0 or np.isnan(report["depth"][key])
+    assert {"mean_deg", "median_deg", "within_11.25"} <= set(report["normals"])
+    assert {"miou"} <= set(report["semantic"]) and {"ciou", "giou"} <= set(report["referring"])
+    assert (tmp_path / "ev" / "eval_panels.png").is_file()
+    tum = Path(__file__).resolve().parents[1] / "vb_perception" / "data" / "tum_rgbd"
+    assert (
+        main(
+            [
+                "eval",
+                "--data",
+                str(tum),
+                "--depth-scale-m",
+                "0.0002",
+                "--model",
+                str(model_dir),
+                "--out",
+                str(tmp_path / "tum"),
+            ]
+        )
+        == 0
+    )
+    assert json.loads((tmp_path / "tum" / "eval.json").read_text())["depth"]["pixels"] > 1000

@@ -1,0 +1,125 @@
+"""Evaluation metrics, in numpy: depth (metric and scale-aligned), normals, semantic / referring IoU, instance F1.
+
+Depth metrics follow the usual definitions on pixels where the ground truth is valid (finite, > 0); pixels where the
+prediction is invalid there are counted in ``pred_invalid_frac`` and left out of the averages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["depth_metrics", "instance_f1", "iou", "normal_metrics", "summarize"]
+
+
+def depth_metrics(pred_m: NDArray[np.floating], gt_m: NDArray[np.floating]) -> dict[str, float]:
+    """δ1/δ2/δ3, AbsRel, RMSE (metric, no alignment) and the same after median scaling (``*_aligned``)."""
+    gt = np.asarray(gt_m, dtype=np.float64)
+    pred = np.asarray(pred_m, dtype=np.float64)
+    valid = np.isfinite(gt) & (gt > 0)
+    ok = valid & np.isfinite(pred) & (pred > 0)
+    out = {"pixels": float(ok.sum()), "pred_invalid_frac": float(1 - ok.sum() / max(valid.sum(), 1))}
+    if not ok.any():
+        return out | {
+            k: float("nan")
+            for k in (
+                "delta1",
+                "delta2",
+                "delta3",
+                "abs_rel",
+                "rmse_m",
+                "delta1_aligned",
+                "abs_rel_aligned",
+                "rmse_m_aligned",
+            )
+        }
+    p, g = pred[ok], gt[ok]
+    for suffix, q in (("", p), ("_aligned", p * np.median(g) / np.median(p))):
+        ratio = np.maximum(q / g, g / q)
+        out[f"delta1{suffix}"] = float(np.mean(ratio < 1.25))
+        out[f"abs_rel{suffix}"] = float(np.mean(np.abs(q - g) / g))
+        out[f"rmse_m{suffix}"] = float(np.sqrt(np.mean((q - g) ** 2)))
+        if not suffix:
+            out["delta2"] = float(np.mean(ratio < 1.25**2))
+            out["delta3"] = float(np.mean(ratio < 1.25**3))
+    return out
+
+
+def normal_metrics(pred: NDArray[np.floating], gt: NDArray[np.floating]) -> dict[str, float]:
+    """Mean / median angle (degrees) and the share of pixels within 11.25, 22.5 and 30 degrees."""
+    ok = np.isfinite(gt).all(-1) & np.isfinite(pred).all(-1)
+    if not ok.any():
+        return {
+            "mean_deg": float("nan"),
+            "median_deg": float("nan"),
+            "within_11.25": float("nan"),
+            "within_22.5": float("nan"),
+            "within_30": float("nan"),
+        }
+    cos = np.clip(np.sum(pred[ok] * gt[ok], -1), -1.0, 1.0)
+    ang = np.degrees(np.arccos(cos))
+    return {
+        "mean_deg": float(ang.mean()),
+        "median_deg": float(np.median(ang)),
+        "within_11.25": float(np.mean(ang < 11.25)),
+        "within_22.5": float(np.mean(ang < 22.5)),
+        "within_30": float(np.mean(ang < 30.0)),
+    }
+
+
+def iou(pred: NDArray[np.bool_], gt: NDArray[np.bool_]) -> tuple[int, int]:
+    """(intersection, union) pixel counts of two masks."""
+    return int(np.logical_and(pred, gt).sum()), int(np.logical_or(pred, gt).sum())
+
+
+def instance_f1(
+    pred_labels: NDArray[np.integer], gt_masks: Iterable[NDArray[np.bool_]], threshold: float = 0.5
+) -> dict[str, float]:
+    """Greedy one-to-one matching of predicted instances (labels 1..K) to ground-truth masks at IoU >= threshold."""
+    gts = list(gt_masks)
+    preds = [pred_labels == i for i in range(1, int(pred_labels.max(initial=0)) + 1)]
+    pairs = sorted(
+        (
+            (i_, u_, gi, pi)
+            for gi, g in enumerate(gts)
+            for pi, p in enumerate(preds)
+            for i_, u_ in [iou(p, g)]
+            if u_ and i_ / u_ >= threshold
+        ),
+        key=lambda x: -x[0] / x[1],
+    )
+    used_g, used_p = set(), set()
+    for _, _, gi, pi in pairs:
+        if gi not in used_g and pi not in used_p:
+            used_g.add(gi)
+            used_p.add(pi)
+    tp = len(used_g)
+    precision = tp / len(preds) if preds else (1.0 if not gts else 0.0)
+    recall = tp / len(gts) if gts else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "tp": float(tp),
+        "pred": float(len(preds)),
+        "gt": float(len(gts)),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+    }
+
+
+def summarize(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Mean of every key over rows (NaN-aware); ``pixels`` are summed."""
+    keys = sorted({k for r in rows for k in r})
+    out = {}
+    for k in keys:
+        vals = np.array([r[k] for r in rows if k in r], dtype=np.float64)
+        out[k] = (
+            float(np.nansum(vals))
+            if k == "pixels"
+            else float(np.nanmean(vals))
+            if np.isfinite(vals).any()
+            else float("nan")
+        )
+    return out

@@ -1,0 +1,201 @@
+"""The perception pipeline: camera image + prompts -> decoded depth, normals and masks, in one batched model call.
+
+    pipe = Perception()                       # the bundled model (models/vb-mini), CPU
+    out = pipe(rgb, ["Generate a metric depth map", "surface normals", "Segment the chair in red"])
+    out[0].depth_m                            # float32 HxW metres at the input resolution, NaN invalid
+
+Steps: (1) parse every prompt (errors before any compute), (2) resize the image to the model's processing size,
+(3) generate all targets in one batch, (4) decode each with the codecs and (5) resample to the input resolution.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from vb_perception.codecs import decode_depth, decode_instances, decode_normals, decode_semantic
+from vb_perception.errors import VbPerceptionError
+from vb_perception.prompts import (
+    DepthSpec,
+    InstanceSpec,
+    NormalsSpec,
+    ReferringSpec,
+    SemanticSpec,
+    TaskSpec,
+    parse_prompt,
+)
+
+__all__ = [
+    "DepthResult",
+    "InstancesResult",
+    "NormalsResult",
+    "Perception",
+    "SegmentationResult",
+    "default_model_dir",
+]
+
+MODEL_ENV = "VB_PERCEPTION_MODEL"
+
+
+def default_model_dir() -> Path:
+    """The bundled model: ``$VB_PERCEPTION_MODEL``, else ``models/vb-mini`` of a source checkout, else the installed
+    ``share/vb_perception/models/vb-mini``."""
+    import sys
+
+    env = os.environ.get(MODEL_ENV)
+    if env:
+        return Path(env)
+    candidates = [Path(__file__).resolve().parents[1] / "models" / "vb-mini"]
+    candidates.append(Path(sys.prefix) / "share" / "vb_perception" / "models" / "vb-mini")
+    try:  # a colcon/ROS install
+        from ament_index_python.packages import get_package_share_directory  # type: ignore[import-not-found]
+
+        candidates.append(Path(get_package_share_directory("vb_perception")) / "models" / "vb-mini")
+    except (ImportError, LookupError):
+        pass
+    for c in candidates:
+        if (c / "config.json").is_file():
+            return c
+    raise VbPerceptionError(
+        f"no bundled model found (looked in {', '.join(str(c) for c in candidates)}); set {MODEL_ENV} to a model "
+        "folder or pass model_dir"
+    )
+
+
+@dataclass(frozen=True)
+class DepthResult:
+    """Metric z-depth. ``depth_m``: float32 HxW metres at the input resolution, NaN invalid (REP 118)."""
+
+    prompt: str
+    depth_m: NDArray[np.float32]
+    generated: NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class NormalsResult:
+    """``normals``: float32 HxWx3 unit vectors in the paper's camera frame (+x right, +y up, +z to the viewer)."""
+
+    prompt: str
+    normals: NDArray[np.float32]
+    generated: NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class SegmentationResult:
+    """``labels``: int32 HxW, 0 = background / unassigned, i = ``class_names[i - 1]``; ``colors`` Kx3 uint8."""
+
+    prompt: str
+    labels: NDArray[np.int32]
+    class_names: tuple[str, ...]
+    colors: NDArray[np.uint8]
+    unassigned_count: int
+    generated: NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class InstancesResult:
+    """``labels``: int32 HxW, 0 = background, i = i-th instance (by area) of ``class_name``."""
+
+    prompt: str
+    labels: NDArray[np.int32]
+    class_name: str
+    count: int
+    generated: NDArray[np.uint8]
+
+
+Result = DepthResult | NormalsResult | SegmentationResult | InstancesResult
+
+
+def processing_size(height: int, width: int, short_px: int) -> tuple[int, int]:
+    """(h, w) with the short side ``short_px`` and both sides multiples of 8, keeping the aspect ratio."""
+    scale = short_px / min(height, width)
+    return max(8, int(round(height * scale / 8)) * 8), max(8, int(round(width * scale / 8)) * 8)
+
+
+def _resize_float(a: NDArray[np.float32], h: int, w: int) -> NDArray[np.float32]:
+    """Bilinear resize of ``HxW`` or ``HxWxC`` floats; NaN regions stay NaN (nearest), no bleeding of NaN."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    x = x[None, None] if x.dim() == 2 else x.permute(2, 0, 1)[None]
+    valid = torch.isfinite(x).all(dim=1, keepdim=True).float()
+    filled = torch.nan_to_num(x, nan=0.0) * valid
+    num = torch.nn.functional.interpolate(filled, size=(h, w), mode="bilinear", align_corners=False)
+    den = torch.nn.functional.interpolate(valid, size=(h, w), mode="bilinear", align_corners=False)
+    keep = torch.nn.functional.interpolate(valid, size=(h, w), mode="nearest") > 0.5
+    out = torch.where(keep & (den > 1e-6), num / den.clamp_min(1e-6), torch.full_like(num, float("nan")))
+    out = out[0, 0] if a.ndim == 2 else out[0].permute(1, 2, 0)
+    return out.numpy().astype(np.float32)
+
+
+def _resize_labels(a: NDArray[np.generic], h: int, w: int) -> NDArray[np.int32]:
+    ys = (np.arange(h) * a.shape[0] / h).astype(int)
+    xs = (np.arange(w) * a.shape[1] / w).astype(int)
+    return a[ys][:, xs].astype(np.int32)
+
+
+class Perception:
+    """Loads the generator once; ``__call__(image, prompts)`` runs every prompt on one image in one batch."""
+
+    def __init__(self, model_dir: str | Path | None = None, device: str = "cpu", steps: int | None = None) -> None:
+        import torch
+
+        from vb_perception.model.generator import VBGenerator
+        from vb_perception.model.text import TextEncoder
+
+        self.model_dir = Path(model_dir) if model_dir else default_model_dir()
+        self.model = VBGenerator.from_pretrained(self.model_dir, device=device)
+        self.text = TextEncoder(device)
+        self.steps = steps
+        self.device = torch.device(device)
+
+    def generate(
+        self, image: NDArray[np.uint8], specs: Sequence[TaskSpec], prompts: Sequence[str], seed: int = 0
+    ) -> NDArray[np.uint8]:
+        """Raw generated RGB ``[N, h, w, 3]`` at the processing size, one per prompt."""
+        import torch
+
+        from vb_perception.model.conditioning import tokens_for
+
+        h, w = processing_size(image.shape[0], image.shape[1], self.model.config.resolution_px)
+        x = torch.tensor(image, dtype=torch.float32, device=self.device).permute(2, 0, 1)[None]
+        x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+        x = (x / 127.5 - 1.0).expand(len(specs), -1, -1, -1)
+        cond = self.model.conditioning([tokens_for(p, s) for p, s in zip(prompts, specs)], self.text)
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        out = self.model.sample(x, cond, steps=self.steps, generator=gen)
+        return ((out.permute(0, 2, 3, 1).cpu().numpy() + 1.0) * 127.5).round().clip(0, 255).astype(np.uint8)
+
+    def __call__(self, image: NDArray[np.uint8], prompts: Sequence[str], seed: int = 0) -> list[Result]:
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise VbPerceptionError(f"image must be uint8 HxWx3 RGB, got {image.dtype} {image.shape}")
+        specs = [parse_prompt(p) for p in prompts]  # 1. every prompt error before any compute
+        generated = self.generate(image, specs, prompts, seed)  # 2-3. one batched call
+        h, w = image.shape[:2]
+        results: list[Result] = []
+        for prompt, spec, rgb in zip(prompts, specs, generated):  # 4-5. decode, back to input resolution
+            if isinstance(spec, DepthSpec):
+                results.append(DepthResult(prompt, _resize_float(decode_depth(rgb, colormap=spec.colormap), h, w), rgb))  # type: ignore[arg-type]
+            elif isinstance(spec, NormalsSpec):
+                n = _resize_float(decode_normals(rgb), h, w)
+                n /= np.linalg.norm(n, axis=-1, keepdims=True)
+                results.append(NormalsResult(prompt, n.astype(np.float32), rgb))
+            elif isinstance(spec, (SemanticSpec, ReferringSpec)):
+                seg = decode_semantic(rgb, spec.palette, background_rgb=spec.background)
+                results.append(
+                    SegmentationResult(
+                        prompt, _resize_labels(seg.labels, h, w), seg.class_names, seg.colors, seg.unassigned_count, rgb
+                    )
+                )
+            else:
+                assert isinstance(spec, InstanceSpec)
+                inst = decode_instances(rgb, background_rgb=spec.background, min_area_px=4)
+                results.append(
+                    InstancesResult(prompt, _resize_labels(inst.labels, h, w), spec.class_name, inst.count, rgb)
+                )
+        return results
