@@ -63,7 +63,7 @@ def test_a_run_dir_refuses_another_architecture(tmp_path: Path, capsys: pytest.C
 def test_config_errors_name_the_allowed_keys(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\ntrain: {batch_sise: 3}\n")
-    with pytest.raises(TuneError, match="unknown keys \\['batch_sise'\\]; allowed: .*batch_size"):
+    with pytest.raises(TuneError, match=r"unknown keys \['batch_sise'\]; allowed: .*batch_size"):
         load_tune_config(bad)
     with pytest.raises(TuneError, match="no such config"):
         load_tune_config(tmp_path / "missing.yaml")

@@ -114,7 +114,7 @@ Result = DepthResult | NormalsResult | SegmentationResult | InstancesResult
 def processing_size(height: int, width: int, short_px: int) -> tuple[int, int]:
     """(h, w) with the short side ``short_px`` and both sides multiples of 8, keeping the aspect ratio."""
     scale = short_px / min(height, width)
-    return max(8, int(round(height * scale / 8)) * 8), max(8, int(round(width * scale / 8)) * 8)
+    return max(8, round(height * scale / 8) * 8), max(8, round(width * scale / 8) * 8)
 
 
 def _resize_float(a: NDArray[np.float32], h: int, w: int) -> NDArray[np.float32]:

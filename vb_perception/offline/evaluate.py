@@ -48,7 +48,7 @@ def _synthetic(pipe: Perception, folder: Path, n: int | None, out: Path) -> dict
                 normal_rows.append(normal_metrics(r.normals, s.normals))
             elif isinstance(r, SegmentationResult):
                 gt_target = ex.target
-                for k, (name, rgb) in enumerate(zip(r.class_names, r.colors.tolist()), start=1):
+                for k, rgb in enumerate(r.colors.tolist(), start=1):
                     gt = np.all(gt_target == rgb, -1)
                     inter, union = iou(r.labels == k, gt)
                     if gt.any():
@@ -153,47 +153,27 @@ def evaluate(
     return report
 
 
+def _f(section: dict[str, Any], *keys: str, digits: int = 3) -> str:
+    return " / ".join(f"{section.get(k, float('nan')):.{digits}f}" for k in keys)
+
+
 def format_report(r: dict[str, Any]) -> str:
     """A markdown table of the headline numbers."""
     d, nm = r.get("depth", {}), r.get("normals", {})
     rows = [
-        (
-            "depth δ1 / δ2 / δ3",
-            f"{d.get('delta1', float('nan')):.3f} / {d.get('delta2', float('nan')):.3f} / {d.get('delta3', float('nan')):.3f}",
-        ),
-        ("depth AbsRel / RMSE [m]", f"{d.get('abs_rel', float('nan')):.3f} / {d.get('rmse_m', float('nan')):.3f}"),
-        (
-            "depth δ1 / AbsRel, median-scaled (reference)",
-            f"{d.get('delta1_aligned', float('nan')):.3f} / {d.get('abs_rel_aligned', float('nan')):.3f}",
-        ),
+        ("depth δ1 / δ2 / δ3", _f(d, "delta1", "delta2", "delta3")),
+        ("depth AbsRel / RMSE [m]", _f(d, "abs_rel", "rmse_m")),
+        ("depth δ1 / AbsRel, median-scaled (reference)", _f(d, "delta1_aligned", "abs_rel_aligned")),
     ]
     if nm:
-        rows.append(
-            (
-                "normals mean / median [deg]",
-                f"{nm.get('mean_deg', float('nan')):.1f} / {nm.get('median_deg', float('nan')):.1f}",
-            )
-        )
-        rows.append(
-            (
-                "normals within 11.25 / 22.5 / 30 deg",
-                f"{nm.get('within_11.25', float('nan')):.3f} / {nm.get('within_22.5', float('nan')):.3f} / {nm.get('within_30', float('nan')):.3f}",
-            )
-        )
+        rows.append(("normals mean / median [deg]", _f(nm, "mean_deg", "median_deg", digits=1)))
+        rows.append(("normals within 11.25 / 22.5 / 30 deg", _f(nm, "within_11.25", "within_22.5", "within_30")))
     if "semantic" in r:
-        rows.append(("semantic mIoU", f"{r['semantic']['miou']:.3f}"))
-        rows.append(("referring cIoU / gIoU", f"{r['referring']['ciou']:.3f} / {r['referring']['giou']:.3f}"))
-        rows.append(("instances F1 @ IoU 0.5", f"{r['instances'].get('f1', float('nan')):.3f}"))
+        rows.append(("semantic mIoU", _f(r["semantic"], "miou")))
+        rows.append(("referring cIoU / gIoU", _f(r["referring"], "ciou", "giou")))
+        rows.append(("instances F1 @ IoU 0.5", _f(r["instances"], "f1")))
         rows.append(
-            (
-                "requested-colour error [RGB] / confused pixels",
-                f"{r['colors']['mean_error_rgb']:.1f} / {r['colors']['confused_frac']:.3f}",
-            )
+            ("requested-colour error [RGB] / confused pixels", _f(r["colors"], "mean_error_rgb", "confused_frac"))
         )
-    lines = [
-        f"{r.get('model_version', '?')} on {r['data']} ({r['samples']} samples, {r.get('steps')} step(s))",
-        "",
-        "| metric | value |",
-        "|---|---:|",
-    ]
-    return "\n".join(lines + [f"| {a} | {b} |" for a, b in rows])
+    head = f"{r.get('model_version', '?')} on {r['data']} ({r['samples']} samples, {r.get('steps')} step(s))"
+    return "\n".join([head, "", "| metric | value |", "|---|---:|"] + [f"| {a} | {b} |" for a, b in rows])
