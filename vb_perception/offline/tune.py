@@ -348,7 +348,9 @@ def run_tune(cfg: TuneConfig, progress: bool = True) -> Path:
     model = VBGenerator.from_pretrained(cfg.init_from) if cfg.init_from else VBGenerator(cfg.model)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    ema = EMAModel(model.parameters(), decay=tc.ema_decay)
+    # EMA with warm-up (decay 1 - (1 + n)^(-2/3), capped at ema_decay): early exports follow the model instead of
+    # averaging in the random initialisation; after a resume the warm-up restarts, which only re-centres the EMA.
+    ema = EMAModel(model.parameters(), decay=tc.ema_decay, use_ema_warmup=True, inv_gamma=1.0, power=2 / 3)
     step, elapsed = 0, 0.0
     if (run / "checkpoint").is_dir():
         step, elapsed = _load_checkpoint(run / "checkpoint", model, ema, opt)
@@ -361,6 +363,10 @@ def run_tune(cfg: TuneConfig, progress: bool = True) -> Path:
     t_max = cfg.model.num_train_timesteps - 1
 
     metrics_path = run / "metrics.csv"
+    if metrics_path.is_file():  # drop rows logged after the checkpoint we resume from (they will be redone)
+        lines = metrics_path.read_text().splitlines(keepends=True)
+        kept = lines[:1] + [ln for ln in lines[1:] if ln.split(",", 1)[0].isdigit() and int(ln.split(",", 1)[0]) <= step]
+        metrics_path.write_text("".join(kept))
     new_file = not metrics_path.is_file()
     metrics = metrics_path.open("a", newline="")
     writer = csv.writer(metrics)
