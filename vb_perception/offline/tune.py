@@ -365,7 +365,8 @@ def run_tune(cfg: TuneConfig, progress: bool = True) -> Path:
     metrics_path = run / "metrics.csv"
     if metrics_path.is_file():  # drop rows logged after the checkpoint we resume from (they will be redone)
         lines = metrics_path.read_text().splitlines(keepends=True)
-        kept = lines[:1] + [ln for ln in lines[1:] if ln.split(",", 1)[0].isdigit() and int(ln.split(",", 1)[0]) <= step]
+        first = [ln.split(",", 1)[0] for ln in lines]
+        kept = lines[:1] + [ln for ln, s in zip(lines[1:], first[1:]) if s.isdigit() and int(s) <= step]
         metrics_path.write_text("".join(kept))
     new_file = not metrics_path.is_file()
     metrics = metrics_path.open("a", newline="")
