@@ -28,7 +28,8 @@ def _synthetic(pipe: Perception, folder: Path, n: int | None, out: Path) -> dict
     from tqdm import tqdm
 
     from vb_perception.offline.cache import SampleCache
-    from vb_perception.offline.synth.examples import make_example
+    from vb_perception.offline.synth.examples import TrainingExample, make_example, target_for
+    from vb_perception.prompts import DepthSpec, render_prompt
 
     cache = SampleCache(folder)
     count = min(n or len(cache), len(cache))
@@ -38,8 +39,9 @@ def _synthetic(pipe: Perception, folder: Path, n: int | None, out: Path) -> dict
     for i in tqdm(range(count), desc="eval", unit="sample"):
         s = cache[i]
         rng = random.Random(f"eval/{i}")
-        examples = [make_example(s, rng, task=t) for t in ("depth", "normals", "semantic", "referring", "instances")]
-        examples = [e for e in examples if not (e.spec.task == "depth" and e.spec.colormap != "hilbert")]
+        depth = DepthSpec()  # always the paper's encoding: augmentation colormaps are for training
+        examples = [TrainingExample(s.rgb, render_prompt(depth, rng=rng), depth, target_for(depth, s))]
+        examples += [make_example(s, rng, task=t) for t in ("normals", "semantic", "referring", "instances")]
         results = pipe(s.rgb, [e.prompt for e in examples], seed=i)
         for ex, r in zip(examples, results):
             if isinstance(r, DepthResult):
