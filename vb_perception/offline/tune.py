@@ -223,11 +223,13 @@ def _save_checkpoint(
     meta = {"step": step, "elapsed_s": elapsed_s, "param_groups": opt_state["param_groups"], "scalars": scalars}
     (tmp / "state.json").write_text(json.dumps(meta) + "\n")
     if folder.exists():
-        old = folder.with_name(folder.name + ".old")
-        folder.rename(old)
-        tmp.rename(folder)
         import shutil
 
+        old = folder.with_name(folder.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        folder.rename(old)
+        tmp.rename(folder)
         shutil.rmtree(old)
     else:
         tmp.rename(folder)
@@ -352,8 +354,10 @@ def run_tune(cfg: TuneConfig, progress: bool = True) -> Path:
     # averaging in the random initialisation; after a resume the warm-up restarts, which only re-centres the EMA.
     ema = EMAModel(model.parameters(), decay=tc.ema_decay, use_ema_warmup=True, inv_gamma=1.0, power=2 / 3)
     step, elapsed = 0, 0.0
-    if (run / "checkpoint").is_dir():
-        step, elapsed = _load_checkpoint(run / "checkpoint", model, ema, opt)
+    for name in ("checkpoint", "checkpoint.old"):  # .old: a run killed between the two renames of a save
+        if (run / name / "state.json").is_file():
+            step, elapsed = _load_checkpoint(run / name, model, ema, opt)
+            break
     model, opt = accelerator.prepare(model, opt)
     ema.to(accelerator.device)
     raw_model: VBGenerator = accelerator.unwrap_model(model)
