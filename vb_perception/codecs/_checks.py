@@ -76,3 +76,17 @@ def map_pixels(
     for start in range(0, len(flat), CHUNK_PX):
         out[start : start + CHUNK_PX] = fn(flat[start : start + CHUNK_PX])
     return out.reshape(arr.shape[:-1] + out_tail)
+
+
+def map_rgb(
+    rgb: NDArray[np.generic],
+    fn: Callable[[NDArray[np.float32]], NDArray[np.generic]],
+    out_tail: tuple[int, ...],
+    out_dtype: type[np.generic],
+    what: str,
+) -> NDArray[np.generic]:
+    """Check ``(..., 3)`` RGB (shape and dtype, before any work), then apply ``fn`` to float32 ``[n, 3]`` chunks in
+    [0, 1] (uint8 scaled, float range-checked per chunk by :func:`as_rgb_float`)."""
+    arr = np.asarray(rgb)
+    as_rgb_float(arr.reshape(-1, 3)[:0] if arr.ndim and arr.shape[-1:] == (3,) else arr, what)
+    return map_pixels(arr, lambda chunk: fn(as_rgb_float(chunk, what)), out_tail, out_dtype)

@@ -30,7 +30,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from vb_perception.codecs._checks import as_float_array, as_rgb_float, map_pixels, to_uint8
+from vb_perception.codecs._checks import as_float_array, map_rgb, to_uint8
 from vb_perception.errors import CodecError
 
 __all__ = [
@@ -183,10 +183,7 @@ def curve_to_rgb(f: NDArray[np.floating], colormap: Colormap = "hilbert") -> NDA
 
 def _chunked(rgb: NDArray[np.generic], fn: Callable[[NDArray[np.float32]], NDArray[np.float32]]) -> NDArray[np.float32]:
     """Apply ``fn`` (float32 ``[n, 3]`` in [0, 1] -> float32 ``[n]``) to ``(..., 3)`` RGB chunk by chunk."""
-    arr = np.asarray(rgb)
-    if arr.ndim < 1 or arr.shape[-1] != 3:
-        as_rgb_float(arr, "rgb_to_curve")  # raises the shape error
-    return map_pixels(arr, lambda chunk: fn(as_rgb_float(chunk, "rgb_to_curve")), (), np.float32)  # type: ignore[return-value]
+    return map_rgb(rgb, fn, (), np.float32, "rgb_to_curve")  # type: ignore[return-value]
 
 
 def _hilbert_chunk(p: NDArray[np.float32]) -> NDArray[np.float32]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from vb_perception.codecs._checks import as_float_array, as_rgb_float, map_pixels
+from vb_perception.codecs._checks import as_float_array, map_pixels, map_rgb
 from vb_perception.errors import CodecError
 
 __all__ = [
@@ -71,18 +71,16 @@ def decode_normals(rgb: NDArray[np.generic], *, min_norm: float = MIN_DECODED_NO
 
     ``n = 2 rgb - 1``, renormalised; vectors shorter than ``min_norm`` before renormalising decode to NaN.
     """
-    arr = np.asarray(rgb)
-    as_rgb_float(arr[:0] if arr.ndim and arr.shape[-1:] == (3,) else arr, "decode_normals")  # shape/dtype check
 
-    def decode_chunk(chunk: NDArray[np.generic]) -> NDArray[np.float32]:
-        n = as_rgb_float(chunk, "decode_normals") * np.float32(2.0) - np.float32(1.0)
+    def decode_chunk(p: NDArray[np.float32]) -> NDArray[np.float32]:
+        n = p * np.float32(2.0) - np.float32(1.0)
         length = np.sqrt(_length2(n))
         with np.errstate(invalid="ignore", divide="ignore"):
             out = n / length[:, None]
         out[length < min_norm] = np.nan
         return out
 
-    return map_pixels(arr, decode_chunk, (3,), np.float32)  # type: ignore[return-value]
+    return map_rgb(rgb, decode_chunk, (3,), np.float32, "decode_normals")  # type: ignore[return-value]
 
 
 def camera_to_optical(normals: NDArray[np.floating]) -> NDArray[np.float32]:
