@@ -156,19 +156,31 @@ def _cmd_synth_preview(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_tune(args: argparse.Namespace) -> int:
+def _overrides(items: list[str] | None) -> dict[str, object]:
     import yaml
 
-    from vb_perception.offline.tune import load_tune_config, run_tune
-
     overrides = {}
-    for item in args.set or []:
+    for item in items or []:
         if "=" not in item:
             raise VbPerceptionError(f"--set {item!r}: write it as key=value, e.g. train.max_steps=100")
         key, value = item.split("=", 1)
         overrides[key] = yaml.safe_load(value)
-    cfg = load_tune_config(args.config, overrides)
+    return overrides
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from vb_perception.offline.tune import load_tune_config, run_tune
+
+    cfg = load_tune_config(args.config, _overrides(args.set))
     print(f"model written to {run_tune(cfg)}")
+    return 0
+
+
+def _cmd_distill(args: argparse.Namespace) -> int:
+    from vb_perception.offline.distill import load_distill_config, run_distill
+
+    cfg = load_distill_config(args.config, _overrides(args.set))
+    print(f"student written to {run_distill(cfg)}")
     return 0
 
 
@@ -382,6 +394,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--config", required=True, help="YAML config (see config/tune/)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
     s.set_defaults(func=_cmd_tune)
+
+    s = sub.add_parser(
+        "distill",
+        help="distil a model into a 1-4 step student (resumes a run)",
+        description="Few-step distillation / fine-tuning from a YAML config; running it again resumes. "
+        "Example: vb-perception distill --config config/distill/vb-mini-1step.yaml --set train.max_steps=500",
+    )
+    s.add_argument("--config", required=True, help="YAML config (see config/distill/)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
+    s.set_defaults(func=_cmd_distill)
 
     s = sub.add_parser(
         "demo",

@@ -111,10 +111,11 @@ class InstancesResult:
 Result = DepthResult | NormalsResult | SegmentationResult | InstancesResult
 
 
-def processing_size(height: int, width: int, short_px: int) -> tuple[int, int]:
-    """(h, w) with the short side ``short_px`` and both sides multiples of 8, keeping the aspect ratio."""
+def processing_size(height: int, width: int, short_px: int, multiple: int = 8) -> tuple[int, int]:
+    """(h, w) with the short side ``short_px`` and both sides multiples of ``multiple``, keeping the aspect ratio."""
     scale = short_px / min(height, width)
-    return max(8, round(height * scale / 8) * 8), max(8, round(width * scale / 8) * 8)
+    m = multiple
+    return max(m, round(height * scale / m) * m), max(m, round(width * scale / m) * m)
 
 
 def _resize_float(a: NDArray[np.float32], h: int, w: int) -> NDArray[np.float32]:
@@ -145,12 +146,12 @@ class Perception:
     def __init__(self, model_dir: str | Path | None = None, device: str = "cpu", steps: int | None = None) -> None:
         import torch
 
-        from vb_perception.model.generator import VBGenerator
+        from vb_perception.model.loading import load_generator
         from vb_perception.model.text import TextEncoder
 
         self.model_dir = Path(model_dir) if model_dir else default_model_dir()
-        self.model = VBGenerator.from_pretrained(self.model_dir, device=device)
-        self.text = TextEncoder(device)
+        self.model = load_generator(self.model_dir, device=device)
+        self.text = TextEncoder(device) if self.model.uses_minilm else None
         self.steps = steps
         self.device = torch.device(device)
 
@@ -162,7 +163,9 @@ class Perception:
 
         from vb_perception.model.conditioning import tokens_for
 
-        h, w = processing_size(image.shape[0], image.shape[1], self.model.config.resolution_px)
+        h, w = processing_size(
+            image.shape[0], image.shape[1], self.model.config.resolution_px, self.model.size_multiple
+        )
         x = torch.tensor(image, dtype=torch.float32, device=self.device).permute(2, 0, 1)[None]
         x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
         x = (x / 127.5 - 1.0).expand(len(specs), -1, -1, -1)

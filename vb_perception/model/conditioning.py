@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -87,9 +88,9 @@ def _fourier(rgb01: torch.Tensor) -> torch.Tensor:
 class ConditionEncoder(nn.Module):
     """Trainable: sentence embeddings + colour Fourier features + role embeddings -> ``dim``-wide tokens."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, text_dim: int = TEXT_DIM) -> None:
         super().__init__()
-        self.text = nn.Linear(TEXT_DIM, dim)
+        self.text = nn.Linear(text_dim, dim)
         self.color = nn.Sequential(nn.Linear(3 + 6 * _N_FREQ, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.role = nn.Embedding(4, dim)
         self.task = nn.Embedding(len(TASK_CODES), dim)
@@ -105,13 +106,14 @@ class ConditionEncoder(nn.Module):
 
 
 def batch_tokens(
-    items: Sequence[PromptTokens], text: TextEncoder, device: torch.device
+    items: Sequence[PromptTokens], text: TextEncoder | Any, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Padded batch tensors: text embeddings, colours, roles, task codes and the attention mask ``[B, L + 1]``."""
+    """Padded batch tensors: text embeddings (``text.encode``: MiniLM, or the latent model's CLIP), colours, roles,
+    task codes and the attention mask ``[B, L + 1]``."""
     length = max(len(t.texts) for t in items)
     all_texts = [s for t in items for s in t.texts if s]
     table = dict(zip(dict.fromkeys(all_texts), text.encode(list(dict.fromkeys(all_texts))).to(device)))
-    zeros = torch.zeros(TEXT_DIM, device=device)
+    zeros = torch.zeros(getattr(text, "dim", TEXT_DIM), device=device)
     emb = torch.stack(
         [torch.stack([table[s] if s else zeros for s in t.texts] + [zeros] * (length - len(t.texts))) for t in items]
     )

@@ -3,7 +3,8 @@
 Marigold-style, the camera image is concatenated to the noisy target; the prompt's tokens
 (:mod:`.conditioning`) enter by cross-attention and its task code through the timestep embedding. The UNet predicts
 the clean target (``prediction_type="sample"``), so one step from pure noise already gives an answer (Lotus /
-E2E-FT style) and more DDIM steps, or several seeds, give refinements and spread (uncertainty).
+E2E-FT style) and more DDIM steps, or several seeds, give refinements and spread (uncertainty); the sampler is
+shared with the latent model (:mod:`.base`).
 
 Checkpoints are a folder: ``config.json`` (architecture and defaults, stored with the weights) and
 ``model.safetensors`` (fp16). Never pickle.
@@ -17,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from vb_perception.errors import VbPerceptionError
+from vb_perception.model.base import Generator
 from vb_perception.model.conditioning import TASK_CODES, ConditionEncoder, PromptTokens, batch_tokens
 from vb_perception.model.text import TextEncoder
 
@@ -61,8 +62,8 @@ class GeneratorConfig:
         return cls(**values)
 
 
-class VBGenerator(nn.Module):
-    """UNet + condition encoder. ``forward`` predicts clean targets in [-1, 1]."""
+class VBGenerator(Generator):
+    """Pixel-space UNet + condition encoder. ``forward`` predicts clean RGB targets in [-1, 1]."""
 
     def __init__(self, config: GeneratorConfig) -> None:
         super().__init__()
@@ -87,10 +88,6 @@ class VBGenerator(nn.Module):
         self.unet.set_attn_processor(AttnProcessor())
         self.cond = ConditionEncoder(config.cond_dim)
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
     def forward(
         self,
         image: torch.Tensor,
@@ -108,31 +105,6 @@ class VBGenerator(nn.Module):
 
     def conditioning(self, items: list[PromptTokens], text: TextEncoder) -> tuple[torch.Tensor, ...]:
         return batch_tokens(items, text, self.device)
-
-    @torch.no_grad()
-    def sample(
-        self,
-        image: torch.Tensor,
-        cond: tuple[torch.Tensor, ...],
-        steps: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """Generate targets ``[B, 3, H, W]`` in [-1, 1] with ``steps`` DDIM steps from noise (default: the model's)."""
-        from diffusers import DDIMScheduler
-
-        n = steps or self.config.default_steps
-        sched = DDIMScheduler(
-            num_train_timesteps=self.config.num_train_timesteps,
-            prediction_type="sample",
-            timestep_spacing="trailing",
-            clip_sample=True,
-        )
-        sched.set_timesteps(n)
-        x = torch.randn(image.shape, generator=generator, device=image.device, dtype=image.dtype)
-        for t in sched.timesteps:
-            pred = self(image, x, t.expand(image.shape[0]).to(image.device), cond)  # type: ignore[arg-type]
-            x = sched.step(pred, t, x).prev_sample
-        return x.clamp(-1.0, 1.0)
 
     # ------------------------------------------------------------------------------------------ persistence
 

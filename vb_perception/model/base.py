@@ -1,0 +1,127 @@
+"""What every generator shares: the few-step sampler and the hooks that map RGB targets to the space it denoises in.
+
+A generator denoises *targets* (pixel RGB for :class:`~vb_perception.model.generator.VBGenerator`, VAE latents for
+:class:`~vb_perception.model.latent.LatentGenerator`) conditioned on the camera image and the prompt, and predicts
+the clean target (``prediction_type="sample"``). Subclasses implement ``forward`` and the three space hooks;
+``sample`` and ``rollout`` are shared, so tuning, distillation, evaluation and export treat both kinds alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["Generator"]
+
+
+class Generator(nn.Module):
+    """Base class. ``config`` has at least ``resolution_px``, ``default_steps``, ``num_train_timesteps`` and
+    ``model_version``."""
+
+    config: Any
+    #: ``True`` when ``conditioning`` needs the shared MiniLM :class:`~vb_perception.model.text.TextEncoder`.
+    uses_minilm: bool = True
+    #: ``True`` when the targets are VAE latents rather than RGB.
+    denoises_latents: bool = False
+    #: DDIM clamps predicted targets to [-1, 1]: right for RGB, wrong for latents.
+    clip_sample: bool = True
+    #: state-dict prefixes of frozen parts (VAE, text encoder) that checkpoints and the EMA leave out.
+    frozen_prefixes: tuple[str, ...] = ()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def size_multiple(self) -> int:
+        """Image sides must be multiples of this (the UNet's downsampling, times the VAE's for latent models)."""
+        return max(8, 2 ** (len(self.unet.config.block_out_channels) - 1))
+
+    def named_trainable(self) -> list[tuple[str, nn.Parameter]]:
+        """The parameters tuning updates (and the EMA tracks), by name."""
+        frozen = self.frozen_prefixes
+        return [(n, p) for n, p in self.named_parameters() if p.requires_grad and not n.startswith(frozen)]
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """The state a training checkpoint needs: everything but the frozen parts."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(self.frozen_prefixes)}
+
+    # -------------------------------------------------------------------------------- space hooks (identity: RGB)
+
+    def prepare_image(self, image: torch.Tensor) -> torch.Tensor:
+        """The camera image ``[B, 3, H, W]`` in [-1, 1] as the network's image input."""
+        return image
+
+    def to_target_space(self, rgb: torch.Tensor) -> torch.Tensor:
+        """Target RGB ``[B, 3, H, W]`` in [-1, 1] -> the space the model denoises in."""
+        return rgb
+
+    def from_target_space(self, x: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`to_target_space`: RGB in [-1, 1] (differentiable)."""
+        return x
+
+    def target_shape(self, prepared_image: torch.Tensor) -> tuple[int, ...]:
+        return tuple(prepared_image.shape[:1]) + (3,) + tuple(prepared_image.shape[2:])
+
+    def conditioning(self, items: list[Any], text: Any) -> tuple[torch.Tensor, ...]:
+        raise NotImplementedError
+
+    # -------------------------------------------------------------------------------- sampling
+
+    def scheduler(self, steps: int) -> Any:
+        from diffusers import DDIMScheduler
+
+        sched = DDIMScheduler(
+            num_train_timesteps=self.config.num_train_timesteps,
+            prediction_type="sample",
+            timestep_spacing="trailing",
+            clip_sample=self.clip_sample,
+        )
+        sched.set_timesteps(steps)
+        return sched
+
+    def rollout(
+        self,
+        prepared: torch.Tensor,
+        cond: tuple[torch.Tensor, ...],
+        steps: int,
+        noise: torch.Tensor,
+        grad_last: bool = False,
+        net: Any = None,
+    ) -> torch.Tensor:
+        """``steps`` DDIM steps from ``noise``; returns the last step's clean-target prediction (target space).
+
+        With ``grad_last`` only the final network call keeps gradients (few-step fine-tuning of a student); the
+        earlier steps run without them, as at inference. ``net`` (default: ``self``) is what the network calls go
+        through, e.g. the accelerate-wrapped model, so multi-GPU gradient sync sees them.
+        """
+        call = net if net is not None else self
+        sched = self.scheduler(steps)
+        x, pred = noise, noise
+        timesteps = list(sched.timesteps)
+        for i, t in enumerate(timesteps):
+            last = i == len(timesteps) - 1
+            with torch.set_grad_enabled(grad_last and last and torch.is_grad_enabled()):
+                pred = call(prepared, x, t.expand(prepared.shape[0]).to(prepared.device), cond)
+            if not last:
+                x = sched.step(pred.detach(), t, x).prev_sample
+        return pred.clamp(-1.0, 1.0) if self.clip_sample else pred
+
+    @torch.no_grad()
+    def sample(
+        self,
+        image: torch.Tensor,
+        cond: tuple[torch.Tensor, ...],
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Generate target RGB ``[B, 3, H, W]`` in [-1, 1] with ``steps`` DDIM steps (default: the model's).
+
+        Several seeds give several samples (a spread, for uncertainty)."""
+        prepared = self.prepare_image(image)
+        shape = self.target_shape(prepared)
+        noise = torch.randn(shape, generator=generator, device=image.device, dtype=image.dtype)
+        pred = self.rollout(prepared, cond, steps or self.config.default_steps, noise)
+        return self.from_target_space(pred).clamp(-1.0, 1.0)
