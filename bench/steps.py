@@ -29,7 +29,7 @@ def latency_ms(model_dir: str, steps: int, repeat: int) -> float:
     from vb_perception.pipeline import Perception
 
     pipe = Perception(model_dir, steps=steps)
-    image = sample_frame().rgb
+    image = sample_frame()[0]
     pipe(image, PROMPTS)  # warm-up
     runs = []
     for _ in range(repeat):

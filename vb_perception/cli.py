@@ -188,8 +188,25 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from vb_perception.offline.predict import predict_files, prompts_for
 
     prompts = prompts_for(args.task or (["depth", "normals"] if not args.prompt else []), args.prompt or [])
-    for folder in predict_files(args.images, prompts, Path(args.out), args.model, args.steps, args.device):
+    folders = predict_files(
+        args.images, prompts, Path(args.out), args.model, args.steps, args.device, args.backend, args.engine
+    )
+    for folder in folders:
         print(f"wrote {folder}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from vb_perception.offline.export import export_onnx, export_tensorrt
+    from vb_perception.runtime.tensorrt_backend import check_onnx_for_tensorrt
+
+    onnx_out = args.out if args.backend == "onnx" else None
+    path = export_onnx(args.model, args.steps, args.height, args.width, onnx_out, max_batch=args.max_batch)
+    problems = check_onnx_for_tensorrt(path)
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    print("TensorRT check: " + ("ok" if not problems else "; ".join(problems)))
+    if args.backend == "tensorrt":
+        print(f"wrote {export_tensorrt(path, args.out, fp16=args.fp16)}")
     return 0
 
 
@@ -367,8 +384,28 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     s.add_argument("--model", default=None, help="model folder (default: the bundled models/vb-mini)")
     s.add_argument("--device", default="cpu", help="torch device")
+    s.add_argument(
+        "--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt"), help="runtime (default: torch)"
+    )
+    s.add_argument("--engine", default=None, help="the .onnx / .engine to run (default: `vb-perception export`'s)")
     s.add_argument("--out", required=True, help="output folder; one subfolder per image")
     s.set_defaults(func=_cmd_predict)
+
+    s = sub.add_parser(
+        "export",
+        help="export the generator with its sampler unrolled: ONNX, or a TensorRT engine",
+        description="One graph per step count: image + noise + prompt tokens -> final RGB, every prompt of a frame "
+        "in one batch. The ONNX graph is checked for TensorRT here. Example: vb-perception export --backend onnx",
+    )
+    s.add_argument("--backend", default="onnx", choices=("onnx", "tensorrt"), help="what to build (default: onnx)")
+    s.add_argument("--model", default=None, help="model folder (default: the bundled models/vb-mini)")
+    s.add_argument("--steps", type=int, default=None, help="unrolled sampling steps (default: the model's)")
+    s.add_argument("--height", type=int, default=None, help="optimal processing height (default: 480p's)")
+    s.add_argument("--width", type=int, default=None, help="optimal processing width (default: 640's)")
+    s.add_argument("--max-batch", type=int, default=8, help="most prompts per frame (default 8)")
+    s.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=True, help="TensorRT fp16 (default on)")
+    s.add_argument("--out", default=None, help="output file (default: ~/.cache/vb_perception/export/...)")
+    s.set_defaults(func=_cmd_export)
 
     s = sub.add_parser(
         "eval",

@@ -143,35 +143,84 @@ def _resize_labels(a: NDArray[np.generic], h: int, w: int) -> NDArray[np.int32]:
 class Perception:
     """Loads the generator once; ``__call__(image, prompts)`` runs every prompt on one image in one batch."""
 
-    def __init__(self, model_dir: str | Path | None = None, device: str = "cpu", steps: int | None = None) -> None:
+    def __init__(
+        self,
+        model_dir: str | Path | None = None,
+        device: str = "cpu",
+        steps: int | None = None,
+        backend: str = "torch",
+        engine: str | Path | None = None,
+    ) -> None:
+        """``backend``: ``torch`` runs the model folder; ``onnxruntime`` / ``tensorrt`` run ``engine`` (default: the
+        export of this model and step count made by ``vb-perception export``)."""
         import torch
 
-        from vb_perception.model.loading import load_generator
         from vb_perception.model.text import TextEncoder
 
         self.model_dir = Path(model_dir) if model_dir else default_model_dir()
-        self.model = load_generator(self.model_dir, device=device)
-        self.text = TextEncoder(device) if self.model.uses_minilm else None
-        self.steps = steps
         self.device = torch.device(device)
+        self.backend_name = backend
+        self.model = None
+        self.backend = None
+        if backend == "torch":
+            from vb_perception.model.loading import load_generator
+
+            self.model = load_generator(self.model_dir, device=device)
+            c = self.model.config
+            self.model_version, self.resolution_px = c.model_version, c.resolution_px
+            self.size_multiple, self.steps = self.model.size_multiple, steps or c.default_steps
+            uses_minilm = self.model.uses_minilm
+        else:
+            from vb_perception.runtime import load_backend
+
+            path = Path(engine) if engine else self._default_engine(steps)
+            self.backend = load_backend(path, backend, device=device)
+            meta = self.backend.metadata
+            if steps and steps != meta["steps"]:
+                raise VbPerceptionError(f"{path} was exported with {meta['steps']} step(s), not {steps}; export again")
+            self.model_version, self.resolution_px = meta["model_version"], meta["resolution_px"]
+            self.size_multiple, self.steps = meta["size_multiple"], meta["steps"]
+            uses_minilm = True
+        self.text = TextEncoder(device) if uses_minilm else None
+
+    def _default_engine(self, steps: int | None) -> Path:
+        import json
+
+        from vb_perception.offline.export import default_export_path
+
+        config = json.loads((self.model_dir / "config.json").read_text())
+        path = default_export_path(config["model_version"], steps or config["default_steps"])
+        if not path.is_file():
+            raise VbPerceptionError(
+                f"no ONNX export of {config['model_version']} ({steps or config['default_steps']} step(s)) at {path}; "
+                "run `vb-perception export --backend onnx` first, or pass --engine"
+            )
+        return path
 
     def generate(
         self, image: NDArray[np.uint8], specs: Sequence[TaskSpec], prompts: Sequence[str], seed: int = 0
     ) -> NDArray[np.uint8]:
-        """Raw generated RGB ``[N, h, w, 3]`` at the processing size, one per prompt."""
+        """Raw generated RGB ``[N, h, w, 3]`` at the processing size, one per prompt, in one batched call."""
         import torch
 
-        from vb_perception.model.conditioning import tokens_for
+        from vb_perception.model.conditioning import batch_tokens, tokens_for
 
-        h, w = processing_size(
-            image.shape[0], image.shape[1], self.model.config.resolution_px, self.model.size_multiple
-        )
+        h, w = processing_size(image.shape[0], image.shape[1], self.resolution_px, self.size_multiple)
         x = torch.tensor(image, dtype=torch.float32, device=self.device).permute(2, 0, 1)[None]
         x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
         x = (x / 127.5 - 1.0).expand(len(specs), -1, -1, -1)
-        cond = self.model.conditioning([tokens_for(p, s) for p, s in zip(prompts, specs)], self.text)
+        items = [tokens_for(p, s) for p, s in zip(prompts, specs)]
         gen = torch.Generator(device=self.device).manual_seed(seed)
-        out = self.model.sample(x, cond, steps=self.steps, generator=gen)
+        if self.model is not None:
+            cond = self.model.conditioning(items, self.text)
+            out = self.model.sample(x, cond, steps=self.steps, generator=gen)
+        else:
+            assert self.backend is not None
+            cond = batch_tokens(items, self.text, self.device)
+            noise = torch.randn(x.shape, generator=gen, device=self.device, dtype=x.dtype)
+            tensors = [x.contiguous(), noise] + list(cond)
+            feeds = {t.name: v.cpu().numpy() for t, v in zip(self.backend.inputs, tensors)}
+            out = torch.from_numpy(self.backend.infer(feeds)["rgb"])
         return ((out.permute(0, 2, 3, 1).cpu().numpy() + 1.0) * 127.5).round().clip(0, 255).astype(np.uint8)
 
     def __call__(self, image: NDArray[np.uint8], prompts: Sequence[str], seed: int = 0) -> list[Result]:

@@ -27,6 +27,8 @@ class Generator(nn.Module):
     denoises_latents: bool = False
     #: DDIM clamps predicted targets to [-1, 1]: right for RGB, wrong for latents.
     clip_sample: bool = True
+    #: names of the tensors ``conditioning`` returns, in order (the exported graph's inputs after image and noise).
+    cond_names: tuple[str, ...] = ("text_emb", "colors", "roles", "task", "mask")
     #: state-dict prefixes of frozen parts (VAE, text encoder) that checkpoints and the EMA leave out.
     frozen_prefixes: tuple[str, ...] = ()
 

@@ -135,6 +135,7 @@ class LatentGenerator(Generator):
     """A pretrained latent text-to-image UNet turned into a prompt-driven image-to-image generator."""
 
     uses_minilm = False
+    cond_names = ("hidden", "text_emb", "colors", "roles", "task", "mask")
     denoises_latents = True
     clip_sample = False
     frozen_prefixes = ("vae.", "text_encoder.")

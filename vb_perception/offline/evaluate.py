@@ -148,8 +148,8 @@ def evaluate(
     report = {
         "data": str(folder),
         "model": str(pipe.model_dir),
-        "model_version": pipe.model.config.model_version,
-        "steps": steps or pipe.model.config.default_steps,
+        "model_version": pipe.model_version,
+        "steps": pipe.steps,
     } | report
     (out_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
     return report

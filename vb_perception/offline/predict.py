@@ -79,13 +79,15 @@ def predict_files(
     model_dir: str | None = None,
     steps: int | None = None,
     device: str = "cpu",
+    backend: str = "torch",
+    engine: str | None = None,
 ) -> list[Path]:
     """Run ``prompts`` on each image (the model loads once); returns the per-image output folders."""
     from tqdm import tqdm
 
     if not prompts:
         raise VbPerceptionError("nothing to predict: give --task and/or --prompt")
-    pipe = Perception(model_dir, device=device, steps=steps)
+    pipe = Perception(model_dir, device=device, steps=steps, backend=backend, engine=engine)
     folders = []
     for path in tqdm([Path(p) for p in images], desc="predict", unit="image", disable=len(images) < 2):
         image = read_rgb(path)
@@ -107,7 +109,18 @@ def predict_files(
             summary.append({"prompt": r.prompt, "task": task})
         _panel(folder / "panel.png", image, results)
         (folder / "outputs.json").write_text(
-            json.dumps({"image": str(path), "model": str(pipe.model_dir), "outputs": summary}, indent=1) + "\n"
+            json.dumps(
+                {
+                    "image": str(path),
+                    "model": str(pipe.model_dir),
+                    "model_version": pipe.model_version,
+                    "backend": pipe.backend_name,
+                    "steps": pipe.steps,
+                    "outputs": summary,
+                },
+                indent=1,
+            )
+            + "\n"
         )
         folders.append(folder)
     return folders

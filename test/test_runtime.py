@@ -1,0 +1,173 @@
+"""Runtimes: the export descriptor, the unrolled sampler, ONNX export + ONNX Runtime parity with torch on the
+bundled model, the TensorRT graph check and engine cache key (TensorRT itself: scripts/gpu_check.py on a GPU)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="needs torch")
+pytest.importorskip("diffusers", reason="needs diffusers")
+onnx = pytest.importorskip("onnx", reason="export needs onnx")
+pytest.importorskip("onnxruntime", reason="needs onnxruntime")
+
+from vb_perception.cli import main
+from vb_perception.imageio import sample_frame
+from vb_perception.pipeline import DepthResult, NormalsResult, Perception, SegmentationResult
+from vb_perception.runtime import BackendError, SpecError, backend_for, load_backend
+from vb_perception.runtime.spec import generator_spec
+from vb_perception.runtime.tensorrt_backend import check_onnx_for_tensorrt, engine_key
+
+PROMPTS = [
+    "Generate a metric depth map of this image.",
+    "Estimate the surface normals.",
+    "Segment the floor in red and the wall in blue.",
+    "Each chair is colored differently.",
+]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled model exported the way users do it: `vb-perception export --backend onnx` into the cache."""
+    cache = tmp_path_factory.mktemp("cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("VB_PERCEPTION_CACHE", str(cache))
+    assert main(["export", "--backend", "onnx"]) == 0
+    yield cache
+    mp.undo()
+
+
+def test_spec_shapes_and_checks() -> None:
+    spec = generator_spec(("text_emb", "colors", "roles", "task", "mask"), 384, 8, (64, 88))
+    lo, opt, hi = (spec.shapes(i) for i in range(3))
+    assert opt["image"] == (3, 3, 64, 88) and opt["mask"] == (3, 4) and opt["text_emb"] == (3, 3, 384)
+    assert lo["image"] == (1, 3, 32, 40) and hi["image"] == (8, 3, 128, 176) and hi["mask"] == (8, 35)
+    good = {t: np.zeros(s, np.int64 if t in ("roles", "task", "mask") else np.float32) for t, s in opt.items()}
+    spec.check(good)
+    with pytest.raises(SpecError, match=r"missing inputs \['noise'\]"):
+        spec.check({k: v for k, v in good.items() if k != "noise"})
+    with pytest.raises(SpecError, match="input roles must be int64"):
+        spec.check(good | {"roles": good["roles"].astype(np.int32)})
+    with pytest.raises(SpecError, match=r"outside the exported range 32\.\.128; export again with a larger range"):
+        spec.check(good | {"image": np.zeros((3, 3, 256, 88), np.float32)})
+    assert type(spec).from_json(spec.to_json()) == spec
+
+
+def test_backend_chosen_by_suffix_and_fallbacks(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    assert backend_for(tmp_path) == "torch"
+    assert backend_for("m.onnx") == "onnxruntime" and backend_for("m.engine") == "tensorrt"
+    with pytest.raises(BackendError, match="cannot tell the backend"):
+        backend_for("m.pt")
+    with pytest.raises(BackendError, match="unknown backend 'tflite'"):
+        load_backend("m.onnx", "tflite")
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a protobuf at all")
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        with caplog.at_level(logging.WARNING), pytest.raises(BackendError, match="not a readable ONNX file"):
+            load_backend(broken, "tensorrt")  # falls back to ONNX Runtime, which reports the broken file
+        assert "TensorRT is not installed; running" in caplog.text
+        with pytest.raises(BackendError, match="needs the TensorRT Python package"):
+            load_backend(tmp_path / "m.engine")
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_unrolled_sampler_equals_the_scheduler_loop(steps: int) -> None:
+    from vb_perception.model.conditioning import tokens_for
+    from vb_perception.model.loading import load_generator
+    from vb_perception.model.text import TextEncoder
+    from vb_perception.pipeline import default_model_dir
+    from vb_perception.prompts import parse_prompt
+    from vb_perception.runtime.unrolled import UnrolledSampler
+
+    model = load_generator(default_model_dir())
+    cond = model.conditioning([tokens_for(p, parse_prompt(p)) for p in PROMPTS[:3]], TextEncoder())
+    image = torch.rand(3, 3, 64, 88) * 2 - 1
+    ref = model.sample(image, cond, steps=steps, generator=torch.Generator().manual_seed(1))
+    noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        out = UnrolledSampler(model, steps)(image, noise, *cond)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+
+
+def test_export_carries_its_descriptor_and_passes_the_tensorrt_check(exported: Path) -> None:
+    (path,) = (exported / "export").glob("*.onnx")
+    assert path.name == "vb-mini-1750-1step.onnx"
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["model_version"] == "vb-mini@1750" and meta["steps"] == "1"
+    backend = load_backend(path)
+    assert backend.name == "onnxruntime" and backend.metadata["resolution_px"] == 64
+    assert [t.name for t in backend.inputs] == ["image", "noise", "text_emb", "colors", "roles", "task", "mask"]
+    assert check_onnx_for_tensorrt(path) == []
+
+
+def test_onnxruntime_matches_torch_on_the_bundled_model(exported: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VB_PERCEPTION_CACHE", str(exported))
+    image = sample_frame()[0]
+    ref = Perception()(image, PROMPTS, seed=3)
+    out = Perception(backend="onnxruntime")(image, PROMPTS, seed=3)
+    d_ref, d_out = ref[0], out[0]
+    assert isinstance(d_ref, DepthResult) and isinstance(d_out, DepthResult)
+    valid = np.isfinite(d_ref.depth_m) & np.isfinite(d_out.depth_m)
+    assert np.mean(np.abs(d_out.depth_m[valid] - d_ref.depth_m[valid]) / d_ref.depth_m[valid]) <= 0.005
+    n_ref, n_out = ref[1], out[1]
+    assert isinstance(n_ref, NormalsResult) and isinstance(n_out, NormalsResult)
+    ok_ref, ok_out = np.isfinite(n_ref.normals).all(-1), np.isfinite(n_out.normals).all(-1)
+    assert np.mean(ok_ref == ok_out) >= 0.995  # the same pixels decode as invalid (mid-grey)
+    both = ok_ref & ok_out
+    cos = np.clip(np.sum(n_ref.normals[both] * n_out.normals[both], -1), -1, 1)
+    assert np.degrees(np.arccos(cos)).mean() <= 0.5
+    for r, o in zip(ref[2:], out[2:]):
+        assert np.mean(r.labels == o.labels) >= 0.995  # type: ignore[union-attr]
+    assert isinstance(out[2], SegmentationResult)
+
+
+def test_predict_with_onnxruntime_writes_the_same_files(exported: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("VB_PERCEPTION_CACHE", str(exported))
+    color = Path("vb_perception/data/tum_rgbd/color.png")
+    assert main(["predict", str(color), "--backend", "onnxruntime", "--task", "depth", "--out", str(tmp_path)]) == 0
+    depth = np.load(tmp_path / "color" / "depth_m.npy")
+    assert depth.shape == (480, 640) and depth.dtype == np.float32
+
+
+def test_a_missing_export_is_a_clear_error(tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("VB_PERCEPTION_CACHE", str(tmp_path))
+    color = "vb_perception/data/tum_rgbd/color.png"
+    assert main(["predict", color, "--backend", "onnxruntime", "--out", str(tmp_path / "o")]) == 2
+    assert "run `vb-perception export --backend onnx` first" in capsys.readouterr().err
+
+
+def test_tensorrt_check_finds_problems(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper
+
+    from vb_perception.runtime.onnx_backend import SPEC_KEY
+    from vb_perception.runtime.spec import ExportSpec, TensorSpec
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])
+    y = helper.make_tensor_value_info("y", TensorProto.INT64, None)
+    nodes = [helper.make_node("NonZero", ["x"], ["z"]), helper.make_node("Unique", ["z"], ["y"])]
+    nodes.append(helper.make_node("FusedGemm", ["x"], ["w"], domain="com.microsoft"))
+    graph = helper.make_graph(nodes, "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
+    spec = ExportSpec("g", (TensorSpec("x", "float32", (4,)),), (TensorSpec("y", "int64", ("k",)),), {})
+    model.metadata_props.add(key=SPEC_KEY, value=spec.to_json())
+    path = tmp_path / "bad.onnx"
+    onnx.save(model, str(path))
+    problems = "\n".join(check_onnx_for_tensorrt(path))
+    assert "opset 22 outside TensorRT's 9..20" in problems
+    assert "Unique is not supported" in problems and "FusedGemm from domain 'com.microsoft'" in problems
+    assert "dynamic in the graph but fixed (4) declared" in problems
+
+
+def test_engine_key_changes_with_graph_tensorrt_and_gpu() -> None:
+    base = ("ab" * 32, "10.3.0", "NVIDIA H100", (9, 0), True)
+    keys = {engine_key(*base)}
+    for i, other in enumerate(("cd" * 32, "10.4.0", "NVIDIA L4", (8, 9), False)):
+        keys.add(engine_key(*base[:i], other, *base[i + 1 :]))
+    assert len(keys) == 6 and engine_key(*base) == engine_key(*base)
