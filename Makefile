@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(PY) -m vb_perception.cli demo --out out/demo
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check vb_perception test bench
+	$(VENV)/bin/ruff check vb_perception test bench scripts
 	$(PY) -m pytest
 
 test-all: $(STAMP)
@@ -31,7 +31,7 @@ bench: $(STAMP)
 	$(PY) bench/codecs.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check vb_perception test bench
+	$(VENV)/bin/ruff check vb_perception test bench scripts
 
 clean:
 	rm -rf out build install log *.egg-info .pytest_cache .hypothesis

@@ -171,3 +171,13 @@ def test_engine_key_changes_with_graph_tensorrt_and_gpu() -> None:
     for i, other in enumerate(("cd" * 32, "10.4.0", "NVIDIA L4", (8, 9), False)):
         keys.add(engine_key(*base[:i], other, *base[i + 1 :]))
     assert len(keys) == 6 and engine_key(*base) == engine_key(*base)
+
+
+def test_gpu_check_script_says_what_to_do_without_a_gpu() -> None:
+    import subprocess
+    import sys
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: run scripts/gpu_check.py itself")
+    run = subprocess.run([sys.executable, "scripts/gpu_check.py"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "no CUDA GPU here" in run.stderr
