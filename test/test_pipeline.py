@@ -67,6 +67,25 @@ def test_all_tasks_in_one_call_come_back_at_input_resolution(
     assert depth.generated.shape == (*processing_size(480, 640, pipe.model.config.resolution_px), 3)
 
 
+def test_prompt_tokens_are_computed_once_per_prompt_change(pipe: Perception) -> None:
+    image = np.zeros((32, 40, 3), np.uint8)
+    calls = []
+    original = pipe.model.conditioning
+    pipe.model.conditioning = lambda *a: calls.append(a) or original(*a)  # type: ignore[method-assign]
+    try:
+        first = pipe(image, ["depth", "Segment the cat in red"], seed=1)
+        again = pipe(image, ["depth", "Segment the cat in red"], seed=1)
+        assert len(calls) == 1  # the second frame reuses the tokens
+        np.testing.assert_array_equal(first[0].generated, again[0].generated)
+        pipe(image, ["depth", "Segment the dog in red"])
+        assert len(calls) == 2
+        for i in range(12):  # bounded: old prompt lists are dropped
+            pipe(image, [f"Segment the cat number {i} in red"])
+        assert len(pipe._cond_cache) <= 8
+    finally:
+        pipe.model.conditioning = original  # type: ignore[method-assign]
+
+
 def test_bad_prompts_fail_before_any_compute(pipe: Perception) -> None:
     with pytest.raises(PromptError, match="did you mean 'purple'"):
         pipe(np.zeros((32, 32, 3), np.uint8), ["depth", "Segment the cat in blurple"])

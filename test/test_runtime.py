@@ -181,3 +181,18 @@ def test_gpu_check_script_says_what_to_do_without_a_gpu() -> None:
         pytest.skip("a GPU is here: run scripts/gpu_check.py itself")
     run = subprocess.run([sys.executable, "scripts/gpu_check.py"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "no CUDA GPU here" in run.stderr
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="TensorRT needs a CUDA GPU (users run scripts/gpu_check.py)")
+def test_tensorrt_engine_matches_torch(exported: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed")
+    monkeypatch.setenv("VB_PERCEPTION_CACHE", str(exported))
+    (onnx_path,) = (exported / "export").glob("*.onnx")
+    image = sample_frame()[0]
+    ref = Perception()(image, PROMPTS[:2], seed=3)
+    out = Perception(backend="tensorrt", engine=onnx_path)(image, PROMPTS[:2], seed=3)
+    d_ref, d_out = ref[0].depth_m, out[0].depth_m  # type: ignore[union-attr]
+    valid = np.isfinite(d_ref) & np.isfinite(d_out)
+    assert np.mean(np.abs(d_out[valid] - d_ref[valid]) / d_ref[valid]) <= 0.005
+    assert len(list((exported / "export" / "engines").glob("*.engine"))) == 1  # built once, cached

@@ -182,6 +182,8 @@ class Perception:
             self.size_multiple, self.steps = meta["size_multiple"], meta["steps"]
             uses_minilm = True
         self.text = TextEncoder(device) if uses_minilm else None
+        # Prompt tokens per prompt list: computed when the prompts change, not per frame (a few recent lists kept).
+        self._cond_cache: dict[tuple[str, ...], tuple[object, ...]] = {}
 
     def _default_engine(self, steps: int | None) -> Path:
         import json
@@ -209,14 +211,22 @@ class Perception:
         x = torch.tensor(image, dtype=torch.float32, device=self.device).permute(2, 0, 1)[None]
         x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
         x = (x / 127.5 - 1.0).expand(len(specs), -1, -1, -1)
-        items = [tokens_for(p, s) for p, s in zip(prompts, specs)]
+        key = tuple(prompts)
+        cond = self._cond_cache.get(key)
+        if cond is None:
+            items = [tokens_for(p, s) for p, s in zip(prompts, specs)]
+            if self.model is not None:
+                cond = self.model.conditioning(items, self.text)
+            else:
+                cond = batch_tokens(items, self.text, self.device)
+            while len(self._cond_cache) >= 8:
+                self._cond_cache.pop(next(iter(self._cond_cache)))
+            self._cond_cache[key] = cond
         gen = torch.Generator(device=self.device).manual_seed(seed)
         if self.model is not None:
-            cond = self.model.conditioning(items, self.text)
-            out = self.model.sample(x, cond, steps=self.steps, generator=gen)
+            out = self.model.sample(x, cond, steps=self.steps, generator=gen)  # type: ignore[arg-type]
         else:
             assert self.backend is not None
-            cond = batch_tokens(items, self.text, self.device)
             noise = torch.randn(x.shape, generator=gen, device=self.device, dtype=x.dtype)
             tensors = [x.contiguous(), noise] + list(cond)
             feeds = {t.name: v.cpu().numpy() for t, v in zip(self.backend.inputs, tensors)}
