@@ -1,0 +1,203 @@
+"""sensor_msgs <-> numpy without cv_bridge: zero-copy views on the way in where the layout allows, one copy out.
+
+Functions take message objects (duck-typed: anything with the ``sensor_msgs`` fields) and build messages from the
+classes they are given, so this module imports neither rclpy nor the message packages and is tested against the
+real generated classes.
+
+Supported input encodings: rgb8, bgr8, rgba8, bgra8, mono8, mono16 (scaled to 8 bit for the generator),
+yuv422 / uyvy (UYVY), yuyv / yuv422_yuy2 (YUYV), and ``sensor_msgs/CompressedImage`` (jpeg, png).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from vb_perception.errors import VbPerceptionError
+
+__all__ = [
+    "SUPPORTED_ENCODINGS",
+    "EncodingError",
+    "camera_info_k",
+    "compressed_to_rgb",
+    "image_to_rgb",
+    "numpy_to_image",
+    "pointcloud2",
+    "scaled_camera_info",
+]
+
+_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+_YUV = {"yuv422": "uyvy", "uyvy": "uyvy", "yuyv": "yuyv", "yuv422_yuy2": "yuyv"}
+SUPPORTED_ENCODINGS = (*_CHANNELS, "mono16", *_YUV)
+
+
+class EncodingError(VbPerceptionError):
+    """An image message this package cannot read (unknown encoding, inconsistent size / step)."""
+
+
+def _rows(msg: Any, bytes_per_px: int, dtype: Any = np.uint8) -> NDArray[Any]:
+    """``H x W x C`` view of ``msg.data`` honouring ``step`` (row padding) and ``is_bigendian``; no copy."""
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    row = w * bytes_per_px
+    if step < row or len(msg.data) < step * h:
+        raise EncodingError(
+            f"{msg.encoding} image {w}x{h}: step {step} and {len(msg.data)} data bytes are too small "
+            f"(need step >= {row} and {step * h} bytes)"
+        )
+    buf = np.frombuffer(msg.data, dtype=np.uint8, count=step * h).reshape(h, step)[:, :row]
+    if dtype == np.uint8:
+        return buf.reshape(h, w, bytes_per_px)
+    big = bool(getattr(msg, "is_bigendian", 0))
+    return np.ascontiguousarray(buf).view(np.dtype(dtype).newbyteorder(">" if big else "<")).reshape(h, w)
+
+
+def _yuv422_to_rgb(raw: NDArray[np.uint8], order: str) -> NDArray[np.uint8]:
+    """Packed 4:2:2 (two pixels in four bytes) to RGB, BT.601 limited range."""
+    h, nbytes = raw.shape[:2]  # 2 bytes per pixel
+    pairs = raw.reshape(h, nbytes // 4, 4).astype(np.float32)
+    if order == "uyvy":
+        u, y0, v, y1 = pairs[..., 0], pairs[..., 1], pairs[..., 2], pairs[..., 3]
+    else:
+        y0, u, y1, v = pairs[..., 0], pairs[..., 1], pairs[..., 2], pairs[..., 3]
+    y = np.stack([y0, y1], axis=-1).reshape(h, nbytes // 2) - 16.0
+    u = np.repeat(u - 128.0, 2, axis=1)
+    v = np.repeat(v - 128.0, 2, axis=1)
+    rgb = np.stack([1.164 * y + 1.596 * v, 1.164 * y - 0.392 * u - 0.813 * v, 1.164 * y + 2.017 * u], axis=-1)
+    return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+
+
+def image_to_rgb(msg: Any) -> NDArray[np.uint8]:
+    """``sensor_msgs/Image`` -> ``HxWx3`` uint8 RGB. rgb8 with ``step == 3 * width`` is a zero-copy view (read-only);
+    other encodings are converted. Raises :class:`EncodingError` naming the encoding and the supported list."""
+    enc = str(msg.encoding).lower()
+    if enc in _CHANNELS:
+        c = _CHANNELS[enc]
+        px = _rows(msg, c)
+        if enc == "rgb8":
+            return px
+        if enc == "mono8":
+            return np.repeat(px, 3, axis=2)
+        rgb = px[..., 2::-1] if enc.startswith("bgr") else px[..., :3]
+        return np.ascontiguousarray(rgb)
+    if enc == "mono16":
+        v = _rows(msg, 2, np.uint16).astype(np.float32)
+        hi = float(np.percentile(v, 99.5)) if v.size else 1.0
+        g = np.clip(v * (255.0 / max(hi, 1.0)), 0, 255).astype(np.uint8)
+        return np.repeat(g[..., None], 3, axis=2)
+    if enc in _YUV:
+        if int(msg.width) % 2:
+            raise EncodingError(f"{enc} image width {msg.width} is odd; 4:2:2 packs pixel pairs")
+        raw = _rows(msg, 2).reshape(int(msg.height), int(msg.width) * 2)
+        return _yuv422_to_rgb(raw, _YUV[enc])
+    raise EncodingError(f"unsupported image encoding {msg.encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}")
+
+
+def compressed_to_rgb(msg: Any) -> NDArray[np.uint8]:
+    """``sensor_msgs/CompressedImage`` (jpeg / png, as image_transport's compressed plugin sends) -> RGB."""
+    from PIL import Image, UnidentifiedImageError
+
+    fmt = str(msg.format).lower()
+    if not any(k in fmt for k in ("jpeg", "jpg", "png")):
+        raise EncodingError(f"unsupported compressed format {msg.format!r}; supported: jpeg, png")
+    try:
+        with Image.open(io.BytesIO(bytes(msg.data))) as im:
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise EncodingError(f"compressed image ({msg.format}) does not decode: {exc}") from exc
+
+
+_OUT = {
+    (np.dtype(np.float32), 1): ("32FC1", 4),
+    (np.dtype(np.float32), 3): ("32FC3", 12),
+    (np.dtype(np.uint8), 3): ("rgb8", 3),
+    (np.dtype(np.uint8), 1): ("mono8", 1),
+    (np.dtype(np.uint16), 1): ("mono16", 2),
+}
+
+
+def numpy_to_image(array: NDArray[Any], header: Any, image_cls: type) -> Any:
+    """An ``HxW`` / ``HxWxC`` array -> ``image_cls`` (sensor_msgs/Image): 32FC1 (REP 118 depth: metres, NaN invalid),
+    32FC3, rgb8, mono8 or mono16, little-endian, dense rows, stamped and framed with ``header``."""
+    a = np.ascontiguousarray(array)
+    c = 1 if a.ndim == 2 else a.shape[2]
+    key = (a.dtype, c)
+    if key not in _OUT:
+        raise EncodingError(f"no image encoding for {a.dtype} with {c} channel(s)")
+    encoding, px_bytes = _OUT[key]
+    msg = image_cls()
+    msg.header = header
+    msg.height, msg.width = int(a.shape[0]), int(a.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = msg.width * px_bytes
+    msg.data = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
+    return msg
+
+
+def camera_info_k(info: Any) -> NDArray[np.float64]:
+    """The 3x3 camera matrix of a ``sensor_msgs/CameraInfo``; raises when it is all zeros (uncalibrated)."""
+    k = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+    if k[0, 0] <= 0 or k[1, 1] <= 0:
+        raise VbPerceptionError("camera_info has no focal length (K is zero): the camera is not calibrated")
+    return k
+
+
+def scaled_camera_info(info: Any, height: int, width: int, info_cls: type) -> Any:
+    """``info`` for the same camera at ``height`` x ``width`` (K and P rows scaled; distortion kept)."""
+    sx, sy = width / float(info.width), height / float(info.height)
+    out = info_cls()
+    out.header = info.header
+    out.height, out.width = int(height), int(width)
+    out.distortion_model = info.distortion_model
+    out.d = list(info.d)
+    k = np.asarray(info.k, dtype=np.float64).reshape(3, 3).copy()
+    k[0] *= sx
+    k[1] *= sy
+    out.k = k.ravel().tolist()
+    out.r = list(info.r)
+    p = np.asarray(info.p, dtype=np.float64).reshape(3, 4).copy()
+    p[0] *= sx
+    p[1] *= sy
+    out.p = p.ravel().tolist()
+    return out
+
+
+def pointcloud2(
+    points: NDArray[np.float32],
+    header: Any,
+    cloud_cls: type,
+    field_cls: type,
+    rgb: NDArray[np.uint8] | None = None,
+    normals: NDArray[np.float32] | None = None,
+) -> Any:
+    """An unorganised ``sensor_msgs/PointCloud2`` from ``N x 3`` points (x, y, z; metres), with ``rgb`` packed into a
+    float32 ``rgb`` field as rviz expects, and ``normal_x/y/z`` when given."""
+    n = points.shape[0]
+    names = (
+        ["x", "y", "z"]
+        + (["rgb"] if rgb is not None else [])
+        + (["normal_x", "normal_y", "normal_z"] if normals is not None else [])
+    )
+    dtype = np.dtype(
+        {"names": names, "formats": [np.float32] * len(names), "offsets": [4 * i for i in range(len(names))]}
+    )
+    data = np.empty(n, dtype=dtype)
+    data["x"], data["y"], data["z"] = points[:, 0], points[:, 1], points[:, 2]
+    if rgb is not None:
+        packed = (rgb[:, 0].astype(np.uint32) << 16) | (rgb[:, 1].astype(np.uint32) << 8) | rgb[:, 2].astype(np.uint32)
+        data["rgb"] = packed.view(np.float32)
+    if normals is not None:
+        data["normal_x"], data["normal_y"], data["normal_z"] = normals[:, 0], normals[:, 1], normals[:, 2]
+    msg = cloud_cls()
+    msg.header = header
+    msg.height, msg.width = 1, n
+    msg.fields = [field_cls(name=nm, offset=4 * i, datatype=7, count=1) for i, nm in enumerate(names)]  # 7: FLOAT32
+    msg.is_bigendian = False
+    msg.point_step = 4 * len(names)
+    msg.row_step = msg.point_step * n
+    msg.is_dense = True
+    msg.data = data.tobytes()
+    return msg
