@@ -38,6 +38,7 @@ setup(
     entry_points={
         "console_scripts": [
             "vb-perception = vb_perception.cli:main",
+            "perception_node = vb_perception.ros.node:main",
         ],
     },
 )

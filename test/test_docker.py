@@ -18,3 +18,16 @@ def test_dockerfile_builds_with_colcon_on_ros_and_copies_what_exists() -> None:
         *sources, _dest = line.split()
         for src in sources:
             assert (REPO / src).exists(), f"Dockerfile copies {src}, which is not in the repository"
+
+
+def test_both_flavours_install_the_generator_packages() -> None:
+    text = (REPO / "docker" / "Dockerfile").read_text()
+    assert re.search(r"^ARG FLAVOR=cpu$", text, re.M)
+    assert "download.pytorch.org/whl/cpu" in text and "download.pytorch.org/whl/cu128" in text
+    assert "tensorrt-cu12" in text and "onnxruntime-gpu" in text
+    runtime = (REPO / "docker" / "requirements-runtime.txt").read_text()
+    pins = dict(line.split("==") for line in runtime.splitlines() if "==" in line and not line.startswith("#"))
+    dev = dict(line.split("==") for line in (REPO / "requirements.txt").read_text().splitlines() if "==" in line)
+    for name, version in pins.items():  # the image runs what the tests ran
+        assert dev.get(name) == version, name
+    assert 'CMD ["ros2", "launch", "vb_perception", "perception.launch.py"]' in text

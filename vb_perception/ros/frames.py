@@ -1,0 +1,152 @@
+"""What the node computes between messages, free of rclpy: the prompt set from parameters, the latest-frame slot,
+and the numpy outputs of one frame (merged label images, overlays, cloud points)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from vb_perception.errors import PromptError, VbPerceptionError
+from vb_perception.prompts import ReferringSpec, SemanticSpec, TaskSpec, parse_prompt
+
+__all__ = ["TASKS", "Frame", "LatestSlot", "PromptSet", "cloud_points", "overlay"]
+
+#: built-in tasks and the prompt each one runs.
+TASKS = {"depth": "Generate a metric depth map of this image.", "normals": "Estimate the surface normals."}
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    """Every prompt a frame runs, in one batch: the built-in tasks, the segmentation prompts, the instance class.
+
+    ``segmentation/labels`` numbers the (prompt, class) pairs of the segmentation prompts from 1 in order:
+    "Segment the chair in red" is one id, "Segment the cup in red and the plate in blue" two."""
+
+    tasks: tuple[str, ...] = ("depth", "normals")
+    segmentation: tuple[str, ...] = ()
+    instance_class: str = ""
+    specs: tuple[TaskSpec, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def build(cls, tasks: Sequence[str], segmentation: Sequence[str], instance_class: str) -> PromptSet:
+        """Validate everything (raises :class:`PromptError` / :class:`VbPerceptionError` with the parser's message)."""
+        unknown = [t for t in tasks if t not in TASKS]
+        if unknown:
+            raise VbPerceptionError(f"unknown tasks {unknown}; use any of {sorted(TASKS)}")
+        specs: list[TaskSpec] = [parse_prompt(TASKS[t]) for t in tasks]
+        for text in segmentation:
+            spec = parse_prompt(text, kind="auto")
+            if not isinstance(spec, (SemanticSpec, ReferringSpec)):
+                raise PromptError(f"segmentation prompt {text!r} asks for {spec.task}, not a segmentation")
+            specs.append(spec)
+        if instance_class.strip():
+            specs.append(parse_prompt(cls.instance_prompt(instance_class)))
+        return cls(tuple(tasks), tuple(segmentation), instance_class.strip(), tuple(specs))
+
+    @staticmethod
+    def instance_prompt(class_name: str) -> str:
+        return f"Each {class_name.strip()} is colored differently."
+
+    @property
+    def prompts(self) -> list[str]:
+        out = [TASKS[t] for t in self.tasks] + list(self.segmentation)
+        return out + ([self.instance_prompt(self.instance_class)] if self.instance_class else [])
+
+    def classes(self) -> list[dict[str, Any]]:
+        """``segmentation/labels`` ids: ``[{"id": 1, "prompt": ..., "class": ..., "rgb": [...]}, ...]``."""
+        rows, next_id = [], 1
+        for text, spec in zip(self.segmentation, self.specs[len(self.tasks) :]):
+            assert isinstance(spec, (SemanticSpec, ReferringSpec))
+            for name, rgb in spec.palette.items():
+                rows.append({"id": next_id, "prompt": text, "class": name, "rgb": list(rgb)})
+                next_id += 1
+        return rows
+
+    def classes_json(self) -> str:
+        return json.dumps({"classes": self.classes(), "background": 0})
+
+
+def merge_labels(per_prompt: Sequence[NDArray[np.int32]], counts: Sequence[int]) -> NDArray[np.uint16]:
+    """One label image from the segmentation prompts' labels: prompt j's class k gets id ``offset_j + k``; later
+    prompts win where masks overlap."""
+    out = np.zeros(per_prompt[0].shape, np.uint16)
+    offset = 0
+    for labels, n in zip(per_prompt, counts):
+        hit = labels > 0
+        out[hit] = (labels[hit] + offset).astype(np.uint16)
+        offset += n
+    return out
+
+
+def overlay(image: NDArray[np.uint8], labels: NDArray[np.integer], colors: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """Image with each labelled pixel blended 55 % with its class colour (``colors[i - 1]`` for id i)."""
+    palette = np.concatenate([np.zeros((1, 3), np.uint8), colors.astype(np.uint8)])
+    idx = np.clip(labels, 0, len(palette) - 1)
+    mixed = (0.45 * image + 0.55 * palette[idx]).astype(np.uint8)
+    return np.where((labels > 0)[..., None], mixed, image)
+
+
+def cloud_points(
+    depth_m: NDArray[np.float32],
+    k: NDArray[np.float64],
+    rgb: NDArray[np.uint8],
+    normals_optical: NDArray[np.float32] | None,
+    stride: int,
+    max_range_m: float,
+) -> tuple[NDArray[np.float32], NDArray[np.uint8], NDArray[np.float32] | None]:
+    """Back-projected points (optical frame) of every ``stride``-th pixel with finite depth within ``max_range_m``."""
+    from vb_perception.geometry import backproject
+
+    s = max(1, int(stride))
+    pts = backproject(depth_m, k)[::s, ::s].reshape(-1, 3)
+    col = rgb[::s, ::s].reshape(-1, 3)
+    keep = np.isfinite(pts).all(1) & (pts[:, 2] > 0) & (pts[:, 2] <= max_range_m)
+    nrm = None
+    if normals_optical is not None:
+        nrm = normals_optical[::s, ::s].reshape(-1, 3)
+        keep &= np.isfinite(nrm).all(1)
+        nrm = nrm[keep]
+    return pts[keep], col[keep], nrm
+
+
+@dataclass
+class Frame:
+    rgb: NDArray[np.uint8]
+    header: Any
+    info: Any | None
+    received_ns: int
+
+
+class LatestSlot:
+    """Holds only the newest frame: ``put`` replaces an unconsumed frame (counted as dropped), ``take`` waits."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._frame: Frame | None = None
+        self.dropped = 0
+        self.closed = False
+
+    def put(self, frame: Frame) -> None:
+        with self._cond:
+            if self._frame is not None:
+                self.dropped += 1
+            self._frame = frame
+            self._cond.notify()
+
+    def take(self, timeout_s: float) -> Frame | None:
+        with self._cond:
+            if self._frame is None and not self.closed:
+                self._cond.wait(timeout_s)
+            frame, self._frame = self._frame, None
+            return frame
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
