@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vb_perception.codecs import decode_depth, decode_instances, decode_normals, decode_semantic
+from vb_perception.codecs.normals import camera_to_optical
 from vb_perception.errors import VbPerceptionError
 from vb_perception.prompts import (
     DepthSpec,
@@ -78,11 +79,13 @@ class DepthResult:
 
 @dataclass(frozen=True)
 class NormalsResult:
-    """``normals``: float32 HxWx3 unit vectors in the paper's camera frame (+x right, +y up, +z to the viewer)."""
+    """``normals``: float32 HxWx3 unit vectors, NaN invalid, in ``frame``: ``camera`` (the paper's: +x right, +y up,
+    +z to the viewer; the default) or ``optical`` (REP 103: x right, y down, z forward)."""
 
     prompt: str
     normals: NDArray[np.float32]
     generated: NDArray[np.uint8]
+    frame: str = "camera"
 
 
 @dataclass(frozen=True)
@@ -150,9 +153,14 @@ class Perception:
         steps: int | None = None,
         backend: str = "torch",
         engine: str | Path | None = None,
+        normals_frame: str = "camera",
     ) -> None:
         """``backend``: ``torch`` runs the model folder; ``onnxruntime`` / ``tensorrt`` run ``engine`` (default: the
-        export of this model and step count made by ``vb-perception export``)."""
+        export of this model and step count made by ``vb-perception export``). ``normals_frame``: ``camera`` (the
+        paper's) or ``optical`` (ROS), converted before upsampling, where it is cheap."""
+        if normals_frame not in ("camera", "optical"):
+            raise VbPerceptionError(f"normals_frame must be 'camera' or 'optical', not {normals_frame!r}")
+        self.normals_frame = normals_frame
         import torch
 
         from vb_perception.model.text import TextEncoder
@@ -244,9 +252,12 @@ class Perception:
             if isinstance(spec, DepthSpec):
                 results.append(DepthResult(prompt, _resize_float(decode_depth(rgb, colormap=spec.colormap), h, w), rgb))  # type: ignore[arg-type]
             elif isinstance(spec, NormalsSpec):
-                n = _resize_float(decode_normals(rgb), h, w)
+                n = decode_normals(rgb)
+                if self.normals_frame == "optical":
+                    n = camera_to_optical(n)
+                n = _resize_float(n, h, w)
                 n /= np.linalg.norm(n, axis=-1, keepdims=True)
-                results.append(NormalsResult(prompt, n.astype(np.float32), rgb))
+                results.append(NormalsResult(prompt, n.astype(np.float32, copy=False), rgb, self.normals_frame))
             elif isinstance(spec, (SemanticSpec, ReferringSpec)):
                 seg = decode_semantic(rgb, spec.palette, background_rgb=spec.background)
                 results.append(

@@ -75,6 +75,8 @@ class PromptSet:
 def merge_labels(per_prompt: Sequence[NDArray[np.int32]], counts: Sequence[int]) -> NDArray[np.uint16]:
     """One label image from the segmentation prompts' labels: prompt j's class k gets id ``offset_j + k``; later
     prompts win where masks overlap."""
+    if len(per_prompt) == 1:
+        return per_prompt[0].astype(np.uint16)
     out = np.zeros(per_prompt[0].shape, np.uint16)
     offset = 0
     for labels, n in zip(per_prompt, counts):
@@ -86,10 +88,14 @@ def merge_labels(per_prompt: Sequence[NDArray[np.int32]], counts: Sequence[int])
 
 def overlay(image: NDArray[np.uint8], labels: NDArray[np.integer], colors: NDArray[np.uint8]) -> NDArray[np.uint8]:
     """Image with each labelled pixel blended 55 % with its class colour (``colors[i - 1]`` for id i)."""
-    palette = np.concatenate([np.zeros((1, 3), np.uint8), colors.astype(np.uint8)])
-    idx = np.clip(labels, 0, len(palette) - 1)
-    mixed = (0.45 * image + 0.55 * palette[idx]).astype(np.uint8)
-    return np.where((labels > 0)[..., None], mixed, image)
+    k = len(colors)
+    add = np.concatenate([np.zeros((1, 3), np.uint16), colors.astype(np.uint16) * 141])  # 0.55 * 256
+    add = np.concatenate([add, np.zeros((1, 3), np.uint16)])  # ids beyond the palette: left as they are
+    weight = np.array([256] + [115] * k + [256], np.uint16)  # 0.45 * 256 where labelled
+    idx = np.minimum(labels, k + 1).astype(np.intp)
+    idx[labels < 0] = 0
+    mixed = image.astype(np.uint16) * weight[idx][..., None] + add[idx]
+    return (mixed >> 8).astype(np.uint8)
 
 
 def cloud_points(
@@ -101,18 +107,20 @@ def cloud_points(
     max_range_m: float,
 ) -> tuple[NDArray[np.float32], NDArray[np.uint8], NDArray[np.float32] | None]:
     """Back-projected points (optical frame) of every ``stride``-th pixel with finite depth within ``max_range_m``."""
-    from vb_perception.geometry import backproject
-
     s = max(1, int(stride))
-    pts = backproject(depth_m, k)[::s, ::s].reshape(-1, 3)
-    col = rgb[::s, ::s].reshape(-1, 3)
-    keep = np.isfinite(pts).all(1) & (pts[:, 2] > 0) & (pts[:, 2] <= max_range_m)
-    nrm = None
+    z = depth_m[::s, ::s]
+    vv, uu = np.arange(0, depth_m.shape[0], s, dtype=np.float32), np.arange(0, depth_m.shape[1], s, dtype=np.float32)
+    keep2d = np.isfinite(z) & (z > 0) & (z <= max_range_m)
     if normals_optical is not None:
-        nrm = normals_optical[::s, ::s].reshape(-1, 3)
-        keep &= np.isfinite(nrm).all(1)
-        nrm = nrm[keep]
-    return pts[keep], col[keep], nrm
+        keep2d &= np.isfinite(normals_optical[::s, ::s]).all(-1)
+    rows, cols = np.nonzero(keep2d)
+    zk = z[rows, cols].astype(np.float32)
+    x = (uu[cols] - np.float32(k[0, 2])) / np.float32(k[0, 0]) * zk
+    y = (vv[rows] - np.float32(k[1, 2])) / np.float32(k[1, 1]) * zk
+    pts = np.stack([x, y, zk], axis=1)
+    col = rgb[::s, ::s][rows, cols]
+    nrm = normals_optical[::s, ::s][rows, cols] if normals_optical is not None else None
+    return pts, col, nrm
 
 
 @dataclass
