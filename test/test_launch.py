@@ -81,3 +81,12 @@ def test_rviz_config_shows_the_node_outputs() -> None:
     for d in displays:
         if d["Topic"]["Value"] != "/camera/image_raw":
             assert d["Topic"]["Value"].removeprefix("/camera/") in NODE_TOPICS
+
+
+def test_readme_documents_every_parameter_and_topic() -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## ROS 2 node") :]
+    for name in PARAMETERS:
+        assert f"| `{name}` |" in section, name
+    for topic in NODE_TOPICS:
+        assert f"| `{topic}` |" in section, topic

@@ -57,7 +57,7 @@ def default_model_dir() -> Path:
         from ament_index_python.packages import get_package_share_directory  # type: ignore[import-not-found]
 
         candidates.append(Path(get_package_share_directory("vb_perception")) / "models" / "vb-mini")
-    except (ImportError, LookupError):
+    except (ImportError, LookupError, OSError):  # not a ROS install, package not found, AMENT_PREFIX_PATH unset
         pass
     for c in candidates:
         if (c / "config.json").is_file():
