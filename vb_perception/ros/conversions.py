@@ -118,6 +118,18 @@ _OUT = {
 }
 
 
+def _new(cls: type, **fields: Any) -> Any:
+    """A message from keyword fields. rclpy classes take ``bytes`` for ``uint8[]`` (a numpy array there costs a
+    per-element conversion); rosbags' dataclasses (offline replay) take numpy arrays and need every field."""
+    if hasattr(cls, "__msgtype__"):
+        for key, value in fields.items():
+            if isinstance(value, bytes):
+                fields[key] = np.frombuffer(value, np.uint8)
+            elif isinstance(value, list) and value and isinstance(value[0], float):
+                fields[key] = np.asarray(value, np.float64)
+    return cls(**fields)
+
+
 def numpy_to_image(array: NDArray[Any], header: Any, image_cls: type) -> Any:
     """An ``HxW`` / ``HxWxC`` array -> ``image_cls`` (sensor_msgs/Image): 32FC1 (REP 118 depth: metres, NaN invalid),
     32FC3, rgb8, mono8 or mono16, little-endian, dense rows, stamped and framed with ``header``."""
@@ -127,14 +139,16 @@ def numpy_to_image(array: NDArray[Any], header: Any, image_cls: type) -> Any:
     if key not in _OUT:
         raise EncodingError(f"no image encoding for {a.dtype} with {c} channel(s)")
     encoding, px_bytes = _OUT[key]
-    msg = image_cls()
-    msg.header = header
-    msg.height, msg.width = int(a.shape[0]), int(a.shape[1])
-    msg.encoding = encoding
-    msg.is_bigendian = 0
-    msg.step = msg.width * px_bytes
-    msg.data = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
-    return msg
+    return _new(
+        image_cls,
+        header=header,
+        height=int(a.shape[0]),
+        width=int(a.shape[1]),
+        encoding=encoding,
+        is_bigendian=0,
+        step=int(a.shape[1]) * px_bytes,
+        data=a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes(),
+    )
 
 
 def camera_info_k(info: Any) -> NDArray[np.float64]:
@@ -148,21 +162,26 @@ def camera_info_k(info: Any) -> NDArray[np.float64]:
 def scaled_camera_info(info: Any, height: int, width: int, info_cls: type) -> Any:
     """``info`` for the same camera at ``height`` x ``width`` (K and P rows scaled; distortion kept)."""
     sx, sy = width / float(info.width), height / float(info.height)
-    out = info_cls()
-    out.header = info.header
-    out.height, out.width = int(height), int(width)
-    out.distortion_model = info.distortion_model
-    out.d = list(info.d)
     k = np.asarray(info.k, dtype=np.float64).reshape(3, 3).copy()
     k[0] *= sx
     k[1] *= sy
-    out.k = k.ravel().tolist()
-    out.r = list(info.r)
     p = np.asarray(info.p, dtype=np.float64).reshape(3, 4).copy()
     p[0] *= sx
     p[1] *= sy
-    out.p = p.ravel().tolist()
-    return out
+    return _new(
+        info_cls,
+        header=info.header,
+        height=int(height),
+        width=int(width),
+        distortion_model=info.distortion_model,
+        d=[float(v) for v in info.d],
+        k=k.ravel().tolist(),
+        r=[float(v) for v in info.r],
+        p=p.ravel().tolist(),
+        binning_x=int(info.binning_x),
+        binning_y=int(info.binning_y),
+        roi=info.roi,
+    )
 
 
 def pointcloud2(
@@ -191,13 +210,15 @@ def pointcloud2(
         data["rgb"] = packed.view(np.float32)
     if normals is not None:
         data["normal_x"], data["normal_y"], data["normal_z"] = normals[:, 0], normals[:, 1], normals[:, 2]
-    msg = cloud_cls()
-    msg.header = header
-    msg.height, msg.width = 1, n
-    msg.fields = [field_cls(name=nm, offset=4 * i, datatype=7, count=1) for i, nm in enumerate(names)]  # 7: FLOAT32
-    msg.is_bigendian = False
-    msg.point_step = 4 * len(names)
-    msg.row_step = msg.point_step * n
-    msg.is_dense = True
-    msg.data = data.tobytes()
-    return msg
+    return _new(
+        cloud_cls,
+        header=header,
+        height=1,
+        width=n,
+        fields=[field_cls(name=nm, offset=4 * i, datatype=7, count=1) for i, nm in enumerate(names)],  # 7: FLOAT32
+        is_bigendian=False,
+        point_step=4 * len(names),
+        row_step=4 * len(names) * n,
+        data=data.tobytes(),
+        is_dense=True,
+    )
