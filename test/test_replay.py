@@ -45,6 +45,10 @@ def test_replay_two_cameras_reports_every_frame(tmp_path: Path, tiny_model: Path
     assert all("metrics" in f and np.isfinite(f["metrics"]["abs_rel"]) for f in report["frames"])
     assert set(report["overall"]) == {"/cam1/color", "/cam2"}
     assert report["overall"]["/cam2"]["frames"] == 4
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "data:image/png;base64," in page and "/cam1/color" in page and ">none</td>" in page
+    for png in ("metrics_per_frame.png", "latency.png", "panels.png"):
+        assert (tmp_path / "out" / png).stat().st_size > 1000, png
 
     from mcap.reader import make_reader
     from mcap_ros2.decoder import DecoderFactory

@@ -73,6 +73,7 @@ def replay(
     m = msg_types()
     result = ReplayResult(out_dir, out_dir / "replay")
     per_camera: dict[str, list[dict[str, float]]] = {}
+    samples: list[dict[str, Any]] = []  # a few frames kept for the report's panels (bounded)
     t_start = time.perf_counter()
     with open_bags(bags) as reader:
         topics = {c.topic: c.msgtype for c in reader.connections}
@@ -128,11 +129,26 @@ def replay(
                             numpy_to_image(overlay(frame.rgb, labels, colors), hdr, m.Image),
                             stamp,
                         )
+                    error_map = None
                     if frame.depth_gt_m is not None:
-                        metrics = depth_metrics(_resize_to(depth.depth_m, frame.depth_gt_m.shape), frame.depth_gt_m)
+                        pred = _resize_to(depth.depth_m, frame.depth_gt_m.shape)
+                        metrics = depth_metrics(pred, frame.depth_gt_m)
                         row["metrics"] = metrics
                         per_camera.setdefault(cam.name, []).append(metrics)
+                        error_map = np.abs(pred - frame.depth_gt_m) / frame.depth_gt_m
                     result.frames.append(row)
+                    if frame.index in (0, 5, 20) and len(samples) < 6:
+                        samples.append(
+                            {
+                                "camera": cam.name,
+                                "index": frame.index,
+                                "rgb": frame.rgb.copy(),
+                                "depth_m": depth.depth_m,
+                                "normals_rgb": vis,
+                                "segmentation": overlay(frame.rgb, labels, colors) if segs else None,
+                                "error": error_map,
+                            }
+                        )
             except BagError as exc:
                 result.error = str(exc)
             finally:
@@ -160,6 +176,9 @@ def replay(
         "frames": result.frames,
     }
     (out_dir / "report.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
+    from vb_perception.offline.report import write_report
+
+    write_report(out_dir, report, result, samples)
     if result.error:
         raise BagError(f"{result.error}; {len(result.frames)} frames replayed into {result.bag} (valid) first")
     return result
