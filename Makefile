@@ -8,7 +8,7 @@ STAMP := $(VENV)/.bootstrap-stamp
 .PHONY: help demo test test-all bench lint clean
 
 help:
-	@echo "make demo   - run the demo (writes out/demo/ and prints where to look)"
+	@echo "make demo   - the main job: a synthetic camera bag replayed with the bundled model (out/demo/)"
 	@echo "make test   - ruff, then the fast test suite (what CI runs)"
 	@echo "make bench  - print the benchmark tables"
 	@echo "make lint   - ruff"

@@ -92,7 +92,7 @@ def test_bad_input_exits_2_with_the_fix(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_demo_writes_the_panel_and_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--out", str(tmp_path)]) == 0
+    assert main(["codec-demo", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "AbsRel" in out and "panel:" in out
     report = json.loads((tmp_path / "codec_report.json").read_text())
@@ -109,7 +109,15 @@ def test_installed_console_script_has_help_everywhere() -> None:
     if not Path(exe).exists():
         pytest.skip("vb-perception is not installed in this environment (pip install -e . installs it)")
     top = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True).stdout
-    for command in ("encode-depth", "decode-depth", "encode-normals", "decode-normals", "parse-prompt", "demo"):
+    for command in (
+        "encode-depth",
+        "decode-depth",
+        "encode-normals",
+        "decode-normals",
+        "parse-prompt",
+        "demo",
+        "codec-demo",
+    ):
         assert command in top
         sub = subprocess.run([exe, command, "--help"], capture_output=True, text=True, check=True).stdout
         assert "Example:" in sub

@@ -95,3 +95,20 @@ def test_truncated_bag_keeps_what_was_replayed(tmp_path: Path, tiny_model: Path,
         (out_mcap,) = (tmp_path / "out" / "replay").glob("*.mcap")
         with out_mcap.open("rb") as f:  # the output is a complete, readable MCAP
             assert sum(1 for _ in make_reader(f).iter_messages()) > 0
+
+
+def test_demo_makes_the_bag_the_mcap_the_report_and_a_ply(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("open3d", reason="the demo renders its bag and writes the PLY with open3d")
+    assert main(["demo", "--out", str(tmp_path), "--frames", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "report (open in a browser)" in printed and "point cloud of frame 0" in printed
+    summary = json.loads((tmp_path / "demo.json").read_text())
+    assert summary["frames"] == 2 and summary["failed"] == 0
+    assert 0 <= summary["depth"]["delta1"] <= 1
+    assert (tmp_path / "run" / "report.html").is_file() and list((tmp_path / "run" / "replay").glob("*.mcap"))
+    import open3d as o3d
+
+    cloud = o3d.io.read_point_cloud(str(tmp_path / "frame_000.ply"))
+    assert len(cloud.points) > 1000 and cloud.has_colors()
+    bag_bytes = sum(p.stat().st_size for p in (tmp_path / "sample_bag_2").iterdir())
+    assert bag_bytes < 5 * 2**20

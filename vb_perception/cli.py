@@ -89,6 +89,13 @@ def _cmd_render_prompt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_main_demo(args: argparse.Namespace) -> int:
+    from vb_perception.offline.demo import run_demo
+
+    run_demo(args.out, n=args.frames, model_dir=args.model)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from vb_perception.imageio import Intrinsics, read_depth, read_rgb, sample_frame
     from vb_perception.offline.codec_demo import run_codec_demo
@@ -487,11 +494,23 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser(
         "demo",
-        help="codec demo on a real RGB-D frame: PNG panel + round-trip errors",
-        description="Encode a real depth map, decode it (also after JPEG), write a PNG panel and a "
-        "JSON report. Default frame: the shipped TUM RGB-D sample. Example: vb-perception demo --out out/demo",
+        help="the main job: a synthetic camera bag replayed with the bundled model (MCAP, report, PLY)",
+        description="Renders a small rosbag2 of held-out synthetic frames with ground-truth depth (once), replays "
+        "it with the bundled model and writes the output MCAP, report.html and a PLY point cloud. "
+        "Example: vb-perception demo --out out/demo",
     )
     s.add_argument("--out", default="out/demo", help="output folder")
+    s.add_argument("--frames", type=int, default=24, help="frames in the sample bag")
+    s.add_argument("--model", default=None, help="model folder (default: the bundled models/vb-mini)")
+    s.set_defaults(func=_cmd_main_demo)
+
+    s = sub.add_parser(
+        "codec-demo",
+        help="codec demo on a real RGB-D frame: PNG panel + round-trip errors",
+        description="Encode a real depth map, decode it (also after JPEG), write a PNG panel and a "
+        "JSON report. Default frame: the shipped TUM RGB-D sample. Example: vb-perception codec-demo --out out/codec",
+    )
+    s.add_argument("--out", default="out/codec-demo", help="output folder")
     s.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality of the compression test")
     s.add_argument("--color", help="your colour image (needs --depth and intrinsics)")
     s.add_argument("--depth", help="your depth map")
