@@ -102,11 +102,29 @@ def test_explicit_topics_and_errors(tmp_path: Path) -> None:
         pass
 
 
-def test_truncated_bag_yields_what_it_has_then_says_where(tmp_path: Path) -> None:
-    write_two_camera_bag(tmp_path / "bag", "mcap", frames=6)
-    (mcap,) = (tmp_path / "bag").glob("*.mcap")
+def write_long_bag(path: Path, frames: int = 40) -> None:
+    """One 320x240 camera with ground truth, big enough for several MCAP chunks (a chunk is about 1 MB)."""
+    with BagWriter(path, "mcap") as w:
+        for i in range(frames):
+            t = 2_000_000_000 + i * 100_000_000
+            rgb = RNG.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+            w.write("/cam/camera_info", _info(t, "cam", 240, 320), t)
+            w.write("/cam/image_raw", numpy_to_image(rgb, header(t, "cam"), M.Image), t)
+            depth = np.full((240, 320), 2.0 + i * 0.01, np.float32)
+            w.write("/cam/depth/image", numpy_to_image(depth, header(t, "cam"), M.Image), t)
+
+
+def cut(bag: Path, keep: float) -> None:
+    """A recording killed mid-write: the MCAP cut short and no metadata.yaml (ros2 bag writes it last)."""
+    (mcap,) = bag.glob("*.mcap")
     data = mcap.read_bytes()
-    mcap.write_bytes(data[: len(data) // 2])  # a recording cut off mid-write
+    mcap.write_bytes(data[: int(len(data) * keep)])
+    (bag / "metadata.yaml").unlink()
+
+
+def test_truncated_bag_yields_what_it_has_then_says_where(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    write_long_bag(tmp_path / "bag")
+    cut(tmp_path / "bag", 0.7)
     got: list[object] = []
 
     def read() -> None:
@@ -114,9 +132,16 @@ def test_truncated_bag_yields_what_it_has_then_says_where(tmp_path: Path) -> Non
             cams = find_cameras({c.topic: c.msgtype for c in reader.connections})
             got.extend(iter_frames(reader, cams))
 
-    with pytest.raises(BagError, match=r"ends early or is corrupt|not a readable rosbag"):
+    with pytest.raises(BagError, match=r"the bag ends early or is corrupt after \d+ messages"):
         read()
-    assert all(f.rgb is not None for f in got)  # type: ignore[attr-defined]
+    assert 10 < len(got) < 40  # the complete chunks before the cut
+    assert all(f.rgb is not None and f.depth_gt_m is not None for f in got)  # type: ignore[attr-defined]
+    assert [f.index for f in got] == list(range(len(got)))  # type: ignore[attr-defined]
+    assert "has no MCAP summary (cut off?)" in caplog.text
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "x.mcap").write_bytes(b"\x89MCAP0\r\n" + bytes(100))
+    with pytest.raises(BagError, match="no complete MCAP chunk"), open_bags([tmp_path / "junk"]):
+        pass
 
 
 def test_depth_encodings() -> None:

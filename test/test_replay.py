@@ -79,22 +79,21 @@ def test_replay_two_cameras_reports_every_frame(tmp_path: Path, tiny_model: Path
 
 
 def test_truncated_bag_keeps_what_was_replayed(tmp_path: Path, tiny_model: Path, capsys) -> None:
-    write_two_camera_bag(tmp_path / "bag", "mcap", frames=8)
-    (mcap,) = (tmp_path / "bag").glob("*.mcap")
-    data = mcap.read_bytes()
-    mcap.write_bytes(data[: int(len(data) * 0.6)])
-    code = main(["replay", str(tmp_path / "bag"), "--out", str(tmp_path / "out"), "--model", str(tiny_model)])
-    assert code == 2
-    err = capsys.readouterr().err
-    assert "ends early or is corrupt" in err or "not a readable rosbag" in err
-    if "ends early" in err:
-        report = json.loads((tmp_path / "out" / "report.json").read_text())
-        assert report["error"] and report["frames_ok"] > 0
-        from mcap.reader import make_reader
+    from test_bags import cut, write_long_bag
 
-        (out_mcap,) = (tmp_path / "out" / "replay").glob("*.mcap")
-        with out_mcap.open("rb") as f:  # the output is a complete, readable MCAP
-            assert sum(1 for _ in make_reader(f).iter_messages()) > 0
+    write_long_bag(tmp_path / "bag")
+    cut(tmp_path / "bag", 0.7)
+    code = main(["replay", str(tmp_path / "bag"), "--out", str(tmp_path / "out"), "--model", str(tiny_model)])
+    assert code == 2 and "ends early or is corrupt" in capsys.readouterr().err
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["error"] and 10 < report["frames_ok"] < 40 and report["frames_failed"] == 0
+    from mcap.reader import make_reader
+
+    (out_mcap,) = (tmp_path / "out" / "replay").glob("*.mcap")
+    with out_mcap.open("rb") as f:  # the output is a complete MCAP (summary and all) with every replayed frame
+        reader = make_reader(f)
+        depth = [m for _s, c, m in reader.iter_messages() if c.topic == "/cam/depth/image"]
+    assert len(depth) == report["frames_ok"]
 
 
 def test_demo_makes_the_bag_the_mcap_the_report_and_a_ply(tmp_path: Path, capsys) -> None:
@@ -112,3 +111,63 @@ def test_demo_makes_the_bag_the_mcap_the_report_and_a_ply(tmp_path: Path, capsys
     assert len(cloud.points) > 1000 and cloud.has_colors()
     bag_bytes = sum(p.stat().st_size for p in (tmp_path / "sample_bag_2").iterdir())
     assert bag_bytes < 5 * 2**20
+
+
+def test_ros1_bag_with_extra_topics(tmp_path: Path, tiny_model: Path) -> None:
+    """A ROS 1 bag (rosbags writes one): images + camera_info + 16UC1 ground truth, and a topic of a type the replay
+    does not use, which is skipped and named in the report."""
+    from rosbags.rosbag1 import Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    ts = get_typestore(Stores.ROS1_NOETIC)
+    t = ts.types
+    rng = np.random.default_rng(1)
+    with Writer(tmp_path / "run.bag") as w:
+        conns = {
+            "/kinect/rgb/image_color": w.add_connection(
+                "/kinect/rgb/image_color", "sensor_msgs/msg/Image", typestore=ts
+            ),
+            "/kinect/rgb/camera_info": w.add_connection(
+                "/kinect/rgb/camera_info", "sensor_msgs/msg/CameraInfo", typestore=ts
+            ),
+            "/kinect/depth/image": w.add_connection("/kinect/depth/image", "sensor_msgs/msg/Image", typestore=ts),
+            "/rosout": w.add_connection("/rosout", "std_msgs/msg/String", typestore=ts),
+        }
+        for i in range(3):
+            stamp = 5_000_000_000 + i * 50_000_000
+            hdr = t["std_msgs/msg/Header"](
+                seq=i, stamp=t["builtin_interfaces/msg/Time"](sec=5, nanosec=i * 50_000_000), frame_id="kinect"
+            )
+            rgb = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+            img = t["sensor_msgs/msg/Image"](
+                header=hdr, height=24, width=32, encoding="bgr8", is_bigendian=0, step=96, data=rgb.ravel()
+            )
+            mm = np.full((24, 32), 1500, np.uint16)
+            gt = t["sensor_msgs/msg/Image"](
+                header=hdr,
+                height=24,
+                width=32,
+                encoding="16UC1",
+                is_bigendian=0,
+                step=64,
+                data=mm.view(np.uint8).ravel(),
+            )
+            roi = t["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+            info = t["sensor_msgs/msg/CameraInfo"](
+                header=hdr, height=24, width=32, distortion_model="plumb_bob", D=np.zeros(5),
+                K=np.array([30.0, 0, 16, 0, 30, 12, 0, 0, 1]), R=np.eye(3).ravel(), P=np.zeros(12),
+                binning_x=0, binning_y=0, roi=roi,
+            )  # fmt: skip
+            for topic, msg in (
+                ("/kinect/rgb/camera_info", info),
+                ("/kinect/rgb/image_color", img),
+                ("/kinect/depth/image", gt),
+            ):
+                w.write(conns[topic], stamp, ts.serialize_ros1(msg, msg.__msgtype__))
+            w.write(
+                conns["/rosout"], stamp, ts.serialize_ros1(t["std_msgs/msg/String"](data="x"), "std_msgs/msg/String")
+            )
+    assert main(["replay", str(tmp_path / "run.bag"), "--out", str(tmp_path / "out"), "--model", str(tiny_model)]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["frames_ok"] == 3 and report["overall"]["/kinect/rgb"]["frames"] == 3
+    assert report["skipped_topics"] == {"/rosout": "std_msgs/msg/String"}

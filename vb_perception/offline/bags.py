@@ -8,6 +8,7 @@ with a :class:`BagError` that says where; the frames before it were yielded.
 
 from __future__ import annotations
 
+import logging
 import posixpath
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -20,6 +21,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vb_perception.errors import VbPerceptionError
+
+log = logging.getLogger("vb_perception.bags")
 
 __all__ = ["BagError", "Camera", "FrameRecord", "depth_from_msg", "find_cameras", "iter_frames", "open_bags"]
 
@@ -62,15 +65,72 @@ def open_bags(paths: Sequence[str | Path]) -> Iterator[Any]:
     missing = [str(p) for p in paths if not Path(p).exists()]
     if missing:
         raise BagError(f"no such bag: {', '.join(missing)}")
-    reader = AnyReader([Path(p) for p in paths])
+    reader: Any = None
     try:
+        reader = AnyReader([Path(p) for p in paths])
         reader.open()
     except Exception as exc:  # rosbags raises several reader errors for broken files
-        raise BagError(f"{', '.join(map(str, paths))}: not a readable rosbag ({exc})") from exc
+        mcaps = [m for p in paths for m in ([Path(p)] if Path(p).is_file() else sorted(Path(p).glob("*.mcap")))]
+        if len(paths) != 1 or len(mcaps) != 1 or mcaps[0].suffix != ".mcap":
+            raise BagError(f"{', '.join(map(str, paths))}: not a readable rosbag ({exc})") from exc
+        reader = _McapStream(mcaps[0])  # a recording cut off before its summary: read the complete chunks
+        if not reader.connections:
+            raise BagError(f"{paths[0]}: not a readable rosbag ({exc}) and no complete MCAP chunk in it") from exc
+        log.warning("%s has no MCAP summary (cut off?): reading its complete chunks (%s)", mcaps[0], exc)
     try:
         yield reader
     finally:
         reader.close()
+
+
+class _McapStream:
+    """The complete chunks of an MCAP file without a summary (a truncated recording), with the part of the
+    AnyReader interface :func:`iter_frames` uses; messages are decoded with the ROS 2 Jazzy message types."""
+
+    def __init__(self, path: Path) -> None:
+        from types import SimpleNamespace
+
+        from mcap.records import Channel, Message, Schema
+        from rosbags.typesys import Stores, get_typestore
+
+        self.path = path
+        self.typestore = get_typestore(Stores.ROS2_JAZZY)
+        schemas: dict[int, str] = {}
+        channels: dict[int, Any] = {}
+        for rec in self._records():
+            if isinstance(rec, Schema):
+                schemas[rec.id] = rec.name
+            elif isinstance(rec, Channel):
+                channels[rec.id] = SimpleNamespace(
+                    id=rec.id, topic=rec.topic, msgtype=schemas.get(rec.schema_id, "?"), msgcount=0
+                )
+            elif isinstance(rec, Message) and rec.channel_id in channels:
+                channels[rec.channel_id].msgcount += 1
+        self.connections = [c for c in channels.values() if c.msgtype in self.typestore.types]
+
+    def _records(self, strict: bool = False) -> Iterator[Any]:
+        from mcap.stream_reader import StreamReader
+
+        with self.path.open("rb") as f:
+            try:
+                yield from StreamReader(f).records
+            except Exception:  # the cut: stop at the last complete record
+                if strict:
+                    raise
+
+    def messages(self, connections: Sequence[Any] = ()) -> Iterator[tuple[Any, int, bytes]]:
+        from mcap.records import Message
+
+        wanted = {c.id: c for c in connections} if connections else {c.id: c for c in self.connections}
+        for rec in self._records(strict=True):
+            if isinstance(rec, Message) and rec.channel_id in wanted:
+                yield wanted[rec.channel_id], rec.log_time, rec.data
+
+    def deserialize(self, raw: bytes, msgtype: str) -> Any:
+        return self.typestore.deserialize_cdr(raw, msgtype)
+
+    def close(self) -> None:
+        pass
 
 
 def _namespace(topic: str) -> str:

@@ -8,6 +8,7 @@ reason. A truncated or corrupt bag stops the run with a clear error, and the MCA
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ import numpy as np
 from vb_perception.errors import VbPerceptionError
 
 __all__ = ["ReplayResult", "replay"]
+
+log = logging.getLogger("vb_perception.replay")
 
 
 @dataclass
@@ -78,6 +81,11 @@ def replay(
     with open_bags(bags) as reader:
         topics = {c.topic: c.msgtype for c in reader.connections}
         cameras = find_cameras(topics, image_topic, info_topic, depth_gt_topic)
+        used = {t for c in cameras for t in (c.image_topic, c.info_topic, c.depth_gt_topic) if t}
+        skipped = {t: ty for t, ty in sorted(topics.items()) if t not in used}
+        for ty in sorted(set(skipped.values())):  # one warning per message type
+            names = [t for t, x in skipped.items() if x == ty]
+            log.warning("skipping %d topic(s) of type %s: %s", len(names), ty, ", ".join(names))
         total = sum(c.msgcount for c in reader.connections if c.topic in {cam.image_topic for cam in cameras})
         with BagWriter(result.bag, "mcap") as writer:
             bar = tqdm(total=total, desc="replay", unit="frame", disable=not progress)
@@ -167,6 +175,7 @@ def replay(
         "steps": pipe.steps,
         "prompts": prompt_set.prompts,
         "cameras": [vars(c) for c in cameras],
+        "skipped_topics": skipped,
         "frames_ok": len(result.frames),
         "frames_failed": len(result.failed),
         "fps": result.fps,

@@ -151,9 +151,15 @@ def numpy_to_image(array: NDArray[Any], header: Any, image_cls: type) -> Any:
     )
 
 
+def _cal(info: Any, name: str) -> Any:
+    """A calibration array of CameraInfo: ROS 2 names them d, k, r, p; ROS 1 (bags) D, K, R, P."""
+    value = getattr(info, name, None)
+    return getattr(info, name.upper()) if value is None else value
+
+
 def camera_info_k(info: Any) -> NDArray[np.float64]:
     """The 3x3 camera matrix of a ``sensor_msgs/CameraInfo``; raises when it is all zeros (uncalibrated)."""
-    k = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+    k = np.asarray(_cal(info, "k"), dtype=np.float64).reshape(3, 3)
     if k[0, 0] <= 0 or k[1, 1] <= 0:
         raise VbPerceptionError("camera_info has no focal length (K is zero): the camera is not calibrated")
     return k
@@ -162,10 +168,10 @@ def camera_info_k(info: Any) -> NDArray[np.float64]:
 def scaled_camera_info(info: Any, height: int, width: int, info_cls: type) -> Any:
     """``info`` for the same camera at ``height`` x ``width`` (K and P rows scaled; distortion kept)."""
     sx, sy = width / float(info.width), height / float(info.height)
-    k = np.asarray(info.k, dtype=np.float64).reshape(3, 3).copy()
+    k = np.asarray(_cal(info, "k"), dtype=np.float64).reshape(3, 3).copy()
     k[0] *= sx
     k[1] *= sy
-    p = np.asarray(info.p, dtype=np.float64).reshape(3, 4).copy()
+    p = np.asarray(_cal(info, "p"), dtype=np.float64).reshape(3, 4).copy()
     p[0] *= sx
     p[1] *= sy
     return _new(
@@ -174,9 +180,9 @@ def scaled_camera_info(info: Any, height: int, width: int, info_cls: type) -> An
         height=int(height),
         width=int(width),
         distortion_model=info.distortion_model,
-        d=[float(v) for v in info.d],
+        d=[float(v) for v in _cal(info, "d")],
         k=k.ravel().tolist(),
-        r=[float(v) for v in info.r],
+        r=[float(v) for v in _cal(info, "r")],
         p=p.ravel().tolist(),
         binning_x=int(info.binning_x),
         binning_y=int(info.binning_y),
