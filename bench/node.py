@@ -9,21 +9,10 @@ started: the steps are the functions the node calls, on the shipped TUM frame an
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
-
-
-def _time(fn: Callable[[], object], repeat: int) -> float:
-    fn()
-    runs = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        runs.append((time.perf_counter() - t0) * 1000.0)
-    return statistics.median(runs)
+from _timing import median_ms
 
 
 def main() -> None:
@@ -75,7 +64,7 @@ def main() -> None:
             ),
         ),
     ]
-    rows = [(name, _time(fn, args.repeat)) for name, fn in steps]
+    rows = [(name, median_ms(fn, args.repeat)) for name, fn in steps]
     print("| step (640x480) | median [ms] |")
     print("|---|---:|")
     for name, ms in rows:

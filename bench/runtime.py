@@ -14,23 +14,11 @@ resolution go to the export cache (``vb-perception export``); ``--profile`` prin
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import numpy as np
+from _timing import median_ms
 
 PROMPTS = ["Generate a metric depth map.", "Estimate the surface normals.", "Segment the chair in red."]
-
-
-def _time(fn: Callable[[], object], repeat: int) -> float:
-    fn()
-    runs = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        runs.append((time.perf_counter() - t0) * 1000.0)
-    return statistics.median(runs)
 
 
 def depth_anything_small() -> object:
@@ -88,12 +76,12 @@ def main() -> None:
         if not onnx_path.is_file():
             export_onnx(model_dir, steps, h, w, onnx_path, max_batch=4)
         ort = load_backend(onnx_path, "onnxruntime", threads=args.threads)
-        t_torch = _time(lambda f=feeds: torch_backend.infer(f), args.repeat)
-        t_ort = _time(lambda f=feeds, o=ort: o.infer(f), args.repeat)
+        t_torch = median_ms(lambda f=feeds: torch_backend.infer(f), args.repeat)
+        t_ort = median_ms(lambda f=feeds, o=ort: o.infer(f), args.repeat)
         dh, dw = (round(v / 14) * 14 for v in (h * 1.0, w * 1.0))
         pixels = torch.randn(1, 3, max(dh, 14), max(dw, 14))
         with torch.no_grad():
-            t_da = _time(lambda p=pixels: da(pixel_values=p), args.repeat)
+            t_da = median_ms(lambda p=pixels: da(pixel_values=p), args.repeat)
         rows.append((res, f"{h}x{w}", f"{dh}x{dw}", t_torch, t_ort, t_da))
     print(f"{version}, {steps} step(s), {args.threads} CPU threads; one frame = depth + normals + 1 prompt (batch 3)\n")
     print(

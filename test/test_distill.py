@@ -57,18 +57,11 @@ def test_student_trains_through_its_sampler_resumes_and_exports(teacher: Path, t
 
 
 def test_rollout_keeps_gradients_only_on_the_last_call() -> None:
-    from vb_perception.model.generator import GeneratorConfig, VBGenerator
+    from tiny_models import TINY
 
-    cfg = GeneratorConfig(
-        resolution_px=16,
-        block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=4,
-        cond_dim=16,
-        norm_num_groups=4,
-    )
-    model = VBGenerator(cfg)
+    from vb_perception.model.generator import VBGenerator
+
+    model = VBGenerator(TINY)
     calls: list[bool] = []
     model.register_forward_hook(lambda *_: calls.append(torch.is_grad_enabled()))
     cond = (torch.zeros(1, 1, 384), torch.zeros(1, 1, 3), torch.zeros(1, 1, dtype=torch.long))

@@ -11,20 +11,13 @@ import pytest
 torch = pytest.importorskip("torch", reason="the generator needs torch")
 pytest.importorskip("diffusers", reason="the generator needs diffusers")
 
+from tiny_models import TINY
+
 from vb_perception.model.conditioning import TASK_CODES, task_code, tokens_for
-from vb_perception.model.generator import GeneratorConfig, ModelError, VBGenerator
+from vb_perception.model.generator import ModelError, VBGenerator
 from vb_perception.model.text import TextEncoder
 from vb_perception.prompts import parse_prompt
 
-TINY = GeneratorConfig(
-    resolution_px=32,
-    block_out_channels=(16, 32),
-    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-    attention_head_dim=8,
-    cond_dim=32,
-    norm_num_groups=8,
-)
 PROMPTS = [
     "Generate a metric depth map of this image.",
     "Visualize the depth with the plasma colormap",

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch", reason="the generator needs torch")
 pytest.importorskip("diffusers", reason="the generator needs diffusers")
 pytest.importorskip("open3d", reason="eval builds synthetic samples")
 
-from test_model import TINY
+from tiny_models import TINY
 
 from vb_perception.cli import main
 from vb_perception.errors import PromptError, VbPerceptionError

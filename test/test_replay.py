@@ -14,25 +14,14 @@ torch = pytest.importorskip("torch", reason="the replay runs the generator")
 pytest.importorskip("diffusers", reason="the replay runs the generator")
 pytest.importorskip("mcap_ros2", reason="the independent reader: mcap-ros2-support")
 from test_bags import write_two_camera_bag
+from tiny_models import save_tiny
 
 from vb_perception.cli import main
-from vb_perception.model.generator import GeneratorConfig, VBGenerator
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cfg = GeneratorConfig(
-        resolution_px=16,
-        block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=4,
-        cond_dim=16,
-        norm_num_groups=4,
-        model_version="tiny-replay",
-    )
-    torch.manual_seed(0)
-    return VBGenerator(cfg).save_pretrained(tmp_path_factory.mktemp("m") / "tiny")
+    return save_tiny(tmp_path_factory.mktemp("m") / "tiny", resolution_px=16, model_version="tiny-replay")
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])

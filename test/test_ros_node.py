@@ -34,21 +34,10 @@ def _netns_available() -> bool:
 def observations(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     if not _netns_available():
         pytest.skip("needs `unshare -n` (root or user namespaces) and iproute2 to keep DDS on loopback")
-    from vb_perception.model.generator import GeneratorConfig, VBGenerator
+    from tiny_models import save_tiny
 
     root = tmp_path_factory.mktemp("node")
-    cfg = GeneratorConfig(
-        resolution_px=32,
-        block_out_channels=(16, 32),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=8,
-        cond_dim=32,
-        norm_num_groups=8,
-        model_version="tiny-test",
-    )
-    torch.manual_seed(0)
-    model = VBGenerator(cfg).save_pretrained(root / "model")
+    model = save_tiny(root / "model", model_version="tiny-test")
     out = root / "obs.json"
     env = os.environ | {"ROS_DOMAIN_ID": str(100 + os.getpid() % 100), "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp"}
     script = f"ip link set lo up && exec {sys.executable} {REPO / 'test' / 'ros_harness.py'} {model} {out}"

@@ -28,6 +28,7 @@ from vb_perception.offline.tune import (
     _build,
     _Examples,
     decoded_losses,
+    read_config,
     train_loop,
     write_resolved,
 )
@@ -50,21 +51,8 @@ class DistillConfig:
 
 def load_distill_config(path: str | Path, overrides: dict[str, Any] | None = None) -> DistillConfig:
     """Read a YAML distillation config; ``overrides`` maps dotted keys (``train.max_steps``) to values."""
-    import yaml
-
     p = Path(path)
-    if not p.is_file():
-        raise TuneError(f"{p}: no such config; see config/distill/ for examples")
-    raw = yaml.safe_load(p.read_text()) or {}
-    for key, value in (overrides or {}).items():
-        node = raw
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    allowed = {f.name for f in fields(DistillConfig)}
-    if set(raw) - allowed:
-        raise TuneError(f"{p}: unknown top-level keys {sorted(set(raw) - allowed)}; allowed: {sorted(allowed)}")
+    raw = read_config(p, overrides, {f.name for f in fields(DistillConfig)}, "config/distill/")
     if "teacher" not in raw:
         raise TuneError(f"{p}: needs `teacher:` (a model folder, e.g. models/vb-mini)")
     steps = tuple(int(k) for k in (raw.get("student_steps") or (1,)))

@@ -91,13 +91,14 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     return cls(**{k: tuple(v) if isinstance(v, list) and k != "mix" else v for k, v in values.items()})
 
 
-def load_tune_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TuneConfig:
-    """Read a YAML tuning config; ``overrides`` maps dotted keys (``train.max_steps``) to values."""
+def read_config(path: str | Path, overrides: dict[str, Any] | None, allowed: set[str], examples: str) -> dict[str, Any]:
+    """A YAML run config with ``overrides`` (dotted keys such as ``train.max_steps``) applied; only ``allowed``
+    top-level keys."""
     import yaml
 
     p = Path(path)
     if not p.is_file():
-        raise TuneError(f"{p}: no such config; see config/tune/ for examples")
+        raise TuneError(f"{p}: no such config; see {examples} for examples")
     raw = yaml.safe_load(p.read_text()) or {}
     for key, value in (overrides or {}).items():
         node = raw
@@ -105,9 +106,16 @@ def load_tune_config(path: str | Path, overrides: dict[str, Any] | None = None) 
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
-    allowed = {"name", "run_dir", "model", "data", "train", "init_from", "base"}
     if set(raw) - allowed:
         raise TuneError(f"{p}: unknown top-level keys {sorted(set(raw) - allowed)}; allowed: {sorted(allowed)}")
+    return raw
+
+
+def load_tune_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TuneConfig:
+    """Read a YAML tuning config; ``overrides`` maps dotted keys (``train.max_steps``) to values."""
+    p = Path(path)
+    allowed = {"name", "run_dir", "model", "data", "train", "init_from", "base"}
+    raw = read_config(p, overrides, allowed, "config/tune/")
     return TuneConfig(
         name=str(raw.get("name", p.stem)),
         run_dir=str(raw.get("run_dir", f"out/runs/{p.stem}")),
