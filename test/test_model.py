@@ -120,3 +120,23 @@ def test_pickle_is_never_used_for_weights() -> None:
     for module in (gen, tune):
         source = inspect.getsource(module)
         assert "torch.load(" not in source and "pickle.load" not in source and "load_file" in source
+
+
+def test_palette_planes_and_growing_a_checkpoint_keeps_its_outputs() -> None:
+    from vb_perception.model.generator import palette_planes
+
+    text = TextEncoder()
+    prompts = ["Generate a metric depth map", '{"cat": "red", "background": "#0000FF"}']
+    items = [tokens_for(p, parse_prompt(p)) for p in prompts]
+    model = VBGenerator(TINY).eval()
+    cond = model.conditioning(items, text)
+    planes = palette_planes(cond[1], cond[2], (4, 5))
+    assert planes.shape == (2, 6, 4, 5)
+    assert torch.all(planes[0] == 0)  # depth: no palette
+    torch.testing.assert_close(planes[1, :, 0, 0], torch.tensor([-1.0, -1.0, 1.0, 1.0, -1.0, -1.0]))  # blue, red
+    grown = model.with_palette_channels(6).eval()
+    assert grown.unet.conv_in.in_channels == 12 and grown.config.palette_channels == 6
+    image = torch.rand(2, 3, 32, 32) * 2 - 1
+    a = model.sample(image, cond, steps=2, generator=torch.Generator().manual_seed(0))
+    b = grown.sample(image, cond, steps=2, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a, b)  # zero-initialised planes: the same function until trained

@@ -47,6 +47,9 @@ class GeneratorConfig:
     cond_dim: int = 256
     norm_num_groups: int = 16
     num_train_timesteps: int = 1000
+    #: 0, or 6: the background and first requested colour as constant input planes next to image and noise, so
+    #: every pixel sees the palette from the first layer (colours also reach the UNet as cross-attention tokens).
+    palette_channels: int = 0
     default_steps: int = 1
     model_version: str = "untrained"
     format_version: int = FORMAT_VERSION
@@ -62,6 +65,21 @@ class GeneratorConfig:
         return cls(**values)
 
 
+def palette_planes(colors: torch.Tensor, roles: torch.Tensor, size: Any) -> torch.Tensor:
+    """``[B, 6, H, W]`` in [-1, 1]: the background colour and the first requested colour of each prompt, constant
+    over the image (zeros for prompts without them: depth, normals; instances have only a background)."""
+    from vb_perception.model.conditioning import ROLE_BACKGROUND, ROLE_TARGET
+
+    def first(role: int) -> torch.Tensor:
+        hit = (roles == role).to(colors.dtype)  # [B, L]
+        idx = hit.argmax(dim=1)  # first token with that role (0 when none: masked out below)
+        picked = torch.gather(colors, 1, idx[:, None, None].expand(-1, 1, 3))[:, 0]  # [B, 3] in [0, 1]
+        return (picked * 2.0 - 1.0) * hit.amax(dim=1, keepdim=True)
+
+    vec = torch.cat([first(ROLE_BACKGROUND), first(ROLE_TARGET)], dim=1)  # [B, 6]
+    return vec[:, :, None, None].expand(-1, -1, int(size[0]), int(size[1]))
+
+
 class VBGenerator(Generator):
     """Pixel-space UNet + condition encoder. ``forward`` predicts clean RGB targets in [-1, 1]."""
 
@@ -73,7 +91,7 @@ class VBGenerator(Generator):
         self.config = config
         self.unet = UNet2DConditionModel(
             sample_size=config.resolution_px,
-            in_channels=6,
+            in_channels=6 + config.palette_channels,
             out_channels=3,
             layers_per_block=config.layers_per_block,
             block_out_channels=config.block_out_channels,
@@ -98,13 +116,32 @@ class VBGenerator(Generator):
         """``image``, ``noisy``: ``[B, 3, H, W]`` in [-1, 1]; ``timesteps [B]``; ``cond`` from :func:`batch_tokens`."""
         emb, colors, roles, task, mask = cond
         tokens = self.cond(emb, colors, roles, task)
-        x = torch.cat([noisy, image], dim=1)  # [B, 6, H, W]
+        planes = [noisy, image]
+        if self.config.palette_channels:
+            planes.append(palette_planes(colors, roles, image.shape[-2:]))
+        x = torch.cat(planes, dim=1)  # [B, 6 (+ 6), H, W]
         return self.unet(
             x, timesteps, encoder_hidden_states=tokens, class_labels=task, encoder_attention_mask=mask
         ).sample
 
     def conditioning(self, items: list[PromptTokens], text: TextEncoder) -> tuple[torch.Tensor, ...]:
         return batch_tokens(items, text, self.device)
+
+    def with_palette_channels(self, channels: int) -> VBGenerator:
+        """A copy with ``channels`` palette input planes; new input weights start at zero, so it computes exactly
+        what this model computes until training uses them (how an existing checkpoint gains the planes)."""
+        from dataclasses import replace
+
+        if channels < self.config.palette_channels:
+            raise ModelError(f"cannot drop palette channels ({self.config.palette_channels} -> {channels})")
+        new = VBGenerator(replace(self.config, palette_channels=channels)).to(self.device)
+        state = self.state_dict()
+        old_w = state["unet.conv_in.weight"]
+        w = torch.zeros_like(new.state_dict()["unet.conv_in.weight"])
+        w[:, : old_w.shape[1]] = old_w
+        state["unet.conv_in.weight"] = w
+        new.load_state_dict(state)
+        return new
 
     # ------------------------------------------------------------------------------------------ persistence
 

@@ -341,6 +341,8 @@ def write_resolved(run: Path, resolved: dict[str, Any], identity_keys: tuple[str
     previous = run / "config.resolved.yaml"
     if previous.is_file():
         old = yaml.safe_load(previous.read_text()) or {}
+        if isinstance(old.get("model"), dict):  # fields added since that run was made take their defaults
+            old["model"] = json.loads(json.dumps(asdict(GeneratorConfig.from_dict(old["model"]))))
         for key in identity_keys:
             if old.get(key) != plain.get(key):
                 what = "model architecture" if key == "model" else f"{key!r}"
@@ -468,9 +470,22 @@ def build_model(cfg: TuneConfig) -> Generator:
     """The model a tuning run starts from: ``init_from``, else a new latent model over ``base``, else a new
     bundled-architecture model."""
     if cfg.init_from:
+        from dataclasses import replace
+
         from vb_perception.model.loading import load_generator
 
-        return load_generator(cfg.init_from)
+        model = load_generator(cfg.init_from)
+        if isinstance(model, VBGenerator) and model.config.palette_channels != cfg.model.palette_channels:
+            model = model.with_palette_channels(cfg.model.palette_channels)  # grows the input, same function
+        if isinstance(model, VBGenerator):
+            keep = ("model_version", "notes")
+            mine = {k: v for k, v in asdict(model.config).items() if k not in keep}
+            wanted = {k: v for k, v in asdict(cfg.model).items() if k not in keep}
+            if mine != wanted:
+                diff = sorted(k for k in mine if mine[k] != wanted.get(k))
+                raise TuneError(f"init_from {cfg.init_from} differs from the config's model in {diff}")
+            model.config = replace(model.config, default_steps=cfg.model.default_steps)
+        return model
     if cfg.base:
         from vb_perception.model.latent import LatentConfig, LatentGenerator
 
