@@ -26,10 +26,16 @@ def main() -> None:
     from vb_perception.ros.conversions import image_to_rgb, numpy_to_image, pointcloud2
     from vb_perception.ros.frames import cloud_points, merge_labels, overlay
     from vb_perception.ros.node import resize_rgb
+    from vb_perception.runtime.memory import keep_freed_memory
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeat", type=int, default=50)
+    ap.add_argument(
+        "--default-malloc", action="store_true", help="leave glibc's allocator as it is (the node tunes it)"
+    )
     args = ap.parse_args()
+    if not args.default_malloc:
+        keep_freed_memory()  # as perception_node does at start
     rgb, depth, intr = sample_frame()
     k = np.array([[intr.fx_px, 0, intr.cx_px], [0, intr.fy_px, intr.cy_px], [0, 0, 1]])
     normals_opt = np.nan_to_num(normals_from_depth(depth, k), nan=0.0)  # a realistic field

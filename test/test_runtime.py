@@ -3,6 +3,7 @@ bundled model, the TensorRT graph check and engine cache key (TensorRT itself: s
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from vb_perception.runtime import BackendError, SpecError, backend_for, load_bac
 from vb_perception.runtime.spec import generator_spec
 from vb_perception.runtime.tensorrt_backend import check_onnx_for_tensorrt, engine_key
 
+MODEL = Path(__file__).resolve().parents[1] / "models" / "vb-mini"
 PROMPTS = [
     "Generate a metric depth map of this image.",
     "Estimate the surface normals.",
@@ -96,11 +98,12 @@ def test_unrolled_sampler_equals_the_scheduler_loop(steps: int) -> None:
 
 def test_export_carries_its_descriptor_and_passes_the_tensorrt_check(exported: Path) -> None:
     (path,) = (exported / "export").glob("*.onnx")
-    assert path.name == "vb-mini-1750-1step.onnx"
+    version = json.loads((MODEL / "config.json").read_text())["model_version"]
+    assert path.name == version.replace("@", "-") + "-1step.onnx"
     model = onnx.load(str(path))
     onnx.checker.check_model(model)
     meta = {p.key: p.value for p in model.metadata_props}
-    assert meta["model_version"] == "vb-mini@1750" and meta["steps"] == "1"
+    assert meta["model_version"] == version and meta["steps"] == "1"
     backend = load_backend(path)
     assert backend.name == "onnxruntime" and backend.metadata["resolution_px"] == 64
     assert [t.name for t in backend.inputs] == ["image", "noise", "text_emb", "colors", "roles", "task", "mask"]

@@ -67,7 +67,9 @@ def replay(
     from vb_perception.ros.conversions import camera_info_k, numpy_to_image, pointcloud2, scaled_camera_info
     from vb_perception.ros.frames import PromptSet, cloud_points, merge_labels, overlay
     from vb_perception.ros.node import resize_rgb
+    from vb_perception.runtime.memory import keep_freed_memory
 
+    keep_freed_memory()
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     seg = [p for p in prompts if p.strip()]

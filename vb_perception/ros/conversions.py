@@ -69,19 +69,29 @@ def _yuv422_to_rgb(raw: NDArray[np.uint8], order: str) -> NDArray[np.uint8]:
     return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
 
 
+def _swizzle(msg: Any, enc: str) -> NDArray[np.uint8]:
+    """bgr8 / rgba8 / bgra8 rows to RGB with PIL's raw decoder (C, ~10x faster than a numpy channel shuffle)."""
+    from PIL import Image
+
+    mode, raw_mode = {"bgr8": ("RGB", "BGR"), "rgba8": ("RGBA", "RGBA"), "bgra8": ("RGBA", "BGRA")}[enc]
+    _rows(msg, 3 if enc == "bgr8" else 4)  # size / step checks
+    w, h, step = int(msg.width), int(msg.height), int(msg.step)
+    im = Image.frombuffer(mode, (w, h), msg.data, "raw", raw_mode, step, 1)  # any buffer: bytes, array, ndarray
+    if mode != "RGB":
+        im = im.convert("RGB")
+    return np.asarray(im)
+
+
 def image_to_rgb(msg: Any) -> NDArray[np.uint8]:
     """``sensor_msgs/Image`` -> ``HxWx3`` uint8 RGB. rgb8 with ``step == 3 * width`` is a zero-copy view (read-only);
     other encodings are converted. Raises :class:`EncodingError` naming the encoding and the supported list."""
     enc = str(msg.encoding).lower()
-    if enc in _CHANNELS:
-        c = _CHANNELS[enc]
-        px = _rows(msg, c)
-        if enc == "rgb8":
-            return px
-        if enc == "mono8":
-            return np.repeat(px, 3, axis=2)
-        rgb = px[..., 2::-1] if enc.startswith("bgr") else px[..., :3]
-        return np.ascontiguousarray(rgb)
+    if enc in ("bgr8", "rgba8", "bgra8"):
+        return _swizzle(msg, enc)
+    if enc == "rgb8":
+        return _rows(msg, 3)
+    if enc == "mono8":
+        return np.repeat(_rows(msg, 1), 3, axis=2)
     if enc == "mono16":
         v = _rows(msg, 2, np.uint16).astype(np.float32)
         hi = float(np.percentile(v, 99.5)) if v.size else 1.0

@@ -367,6 +367,9 @@ def main(args: list[str] | None = None) -> None:
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
+    from vb_perception.runtime.memory import keep_freed_memory
+
+    keep_freed_memory()  # per-frame image buffers: reuse instead of page-faulting (see runtime/memory.py)
     rclpy.init(args=args)
     node = None
     try:
