@@ -28,7 +28,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_replay_two_cameras_reports_every_frame(tmp_path: Path, tiny_model: Path, storage: str) -> None:
     write_two_camera_bag(tmp_path / "bag", storage)
     args = ["replay", str(tmp_path / "bag"), "--out", str(tmp_path / "out"), "--model", str(tiny_model)]
-    assert main(args + ["--prompt", "Segment the floor in red"]) == 0
+    assert main(args + ["--prompt", "Segment the floor in red", "--instances-class", "chair"]) == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["frames_ok"] == 8 and report["frames_failed"] == 0 and report["error"] is None
     assert all("metrics" in f and np.isfinite(f["metrics"]["abs_rel"]) for f in report["frames"])
@@ -50,7 +50,8 @@ def test_replay_two_cameras_reports_every_frame(tmp_path: Path, tiny_model: Path
         ).iter_decoded_messages():
             seen.setdefault(channel.topic, []).append(msg)
     for topic in ("/cam1/color/image", "/cam1/color/depth/image", "/cam1/color/normals/image", "/cam1/color/points",
-                  "/cam2/depth/image", "/cam2/segmentation/labels", "/cam2/camera_info"):  # fmt: skip
+                  "/cam2/depth/image", "/cam2/segmentation/labels", "/cam2/camera_info",
+                  "/cam2/instances/labels"):  # fmt: skip
         assert len(seen.get(topic, [])) == 4, topic
     depth = seen["/cam1/color/depth/image"][0]
     assert depth.encoding == "32FC1" and (depth.height, depth.width) == (24, 32)

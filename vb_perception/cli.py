@@ -210,6 +210,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         args.bags,
         args.out,
         prompts=args.prompt or [],
+        instances_class=args.instances_class or "",
         image_topic=args.image_topic,
         info_topic=args.camera_info_topic,
         depth_gt_topic=args.depth_gt_topic,
@@ -435,6 +436,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--camera-info-topic", default=None, help="camera_info topic (default: found per camera)")
     s.add_argument("--depth-gt-topic", default=None, help="ground-truth depth (16UC1 mm or 32FC1 m)")
     s.add_argument("--prompt", action="append", help="segmentation prompt (repeatable)")
+    s.add_argument("--instances-class", default=None, help="a class to segment instance by instance")
     s.add_argument("--model", default=None, help="model folder (default: the bundled models/vb-mini)")
     s.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt"))
     s.add_argument("--engine", default=None, help="the .onnx / .engine for onnxruntime / tensorrt")

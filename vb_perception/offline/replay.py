@@ -48,6 +48,7 @@ def replay(
     bags: Sequence[str | Path],
     out: str | Path,
     prompts: Sequence[str] = (),
+    instances_class: str = "",
     image_topic: str | None = None,
     info_topic: str | None = None,
     depth_gt_topic: str | None = None,
@@ -63,7 +64,7 @@ def replay(
     from vb_perception.offline.bags import BagError, find_cameras, iter_frames, open_bags
     from vb_perception.offline.bagwrite import BagWriter, msg_types
     from vb_perception.offline.metrics import depth_metrics
-    from vb_perception.pipeline import DepthResult, NormalsResult, Perception, SegmentationResult
+    from vb_perception.pipeline import DepthResult, InstancesResult, NormalsResult, Perception, SegmentationResult
     from vb_perception.ros.conversions import camera_info_k, numpy_to_image, pointcloud2, scaled_camera_info
     from vb_perception.ros.frames import PromptSet, cloud_points, merge_labels, overlay
     from vb_perception.ros.node import resize_rgb
@@ -73,7 +74,7 @@ def replay(
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     seg = [p for p in prompts if p.strip()]
-    prompt_set = PromptSet.build(["depth", "normals"], seg, "")  # every prompt checked before any compute
+    prompt_set = PromptSet.build(["depth", "normals"], seg, instances_class)  # every prompt checked before compute
     pipe = Perception(model_dir, backend=backend, engine=engine, steps=steps, normals_frame="optical")
     m = msg_types()
     result = ReplayResult(out_dir, out_dir / "replay")
@@ -117,6 +118,7 @@ def replay(
                     depth = next(r for r in results if isinstance(r, DepthResult))
                     normals = next(r for r in results if isinstance(r, NormalsResult))
                     segs = [r for r in results if isinstance(r, SegmentationResult)]
+                    inst = next((r for r in results if isinstance(r, InstancesResult)), None)
                     stamp = frame.stamp_ns
                     writer.write(f"{ns}/depth/image", numpy_to_image(depth.depth_m, hdr, m.Image), stamp)
                     writer.write(f"{ns}/normals/image", numpy_to_image(normals.normals, hdr, m.Image), stamp)
@@ -139,6 +141,9 @@ def replay(
                             numpy_to_image(overlay(frame.rgb, labels, colors), hdr, m.Image),
                             stamp,
                         )
+                    if inst is not None:
+                        ids = inst.labels.astype(np.uint16)
+                        writer.write(f"{ns}/instances/labels", numpy_to_image(ids, hdr, m.Image), stamp)
                     error_map = None
                     if frame.depth_gt_m is not None:
                         pred = _resize_to(depth.depth_m, frame.depth_gt_m.shape)
