@@ -29,6 +29,8 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/codecs.py
+	$(PY) bench/node.py
+	$(PY) bench/runtime.py --res 64
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check vb_perception test bench scripts
