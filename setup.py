@@ -20,6 +20,7 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
         (f"share/{PACKAGE}/config/tune", glob("config/tune/*.yaml")),
+        (f"share/{PACKAGE}/config/distill", glob("config/distill/*.yaml")),
         (f"share/{PACKAGE}/models", glob("models/*.md")),
         (f"share/{PACKAGE}/models/vb-mini", glob("models/vb-mini/*")),
     ],
