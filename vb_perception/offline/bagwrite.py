@@ -6,6 +6,7 @@ functions in :mod:`vb_perception.ros.conversions` accept like rclpy's.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -15,7 +16,8 @@ from vb_perception.errors import VbPerceptionError
 __all__ = ["BagWriter", "header", "msg_types"]
 
 
-def _typestore() -> Any:
+@lru_cache(maxsize=1)
+def _typestore() -> Any:  # building one takes ~7 ms: once per process, not per message
     from rosbags.typesys import Stores, get_typestore
 
     return get_typestore(Stores.ROS2_JAZZY)
@@ -67,14 +69,6 @@ class BagWriter:
             conn = self.writer.add_connection(topic, msgtype, typestore=self.typestore)
             self.connections[topic] = conn
         self.writer.write(conn, int(stamp_ns), self.typestore.serialize_cdr(msg, msgtype))
-
-    def write_raw(self, topic: str, msgtype: str, cdr: bytes, stamp_ns: int) -> None:
-        """An already CDR-serialised ROS 2 message (copying a rosbag2 input through)."""
-        conn = self.connections.get(topic)
-        if conn is None:
-            conn = self.writer.add_connection(topic, msgtype, typestore=self.typestore)
-            self.connections[topic] = conn
-        self.writer.write(conn, int(stamp_ns), cdr)
 
     def close(self) -> None:
         self.writer.close()

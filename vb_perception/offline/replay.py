@@ -126,11 +126,9 @@ def replay(
                     writer.write(f"{ns}/normals/visualization", numpy_to_image(vis, hdr, m.Image), stamp)
                     if frame.info is not None:
                         h, w = depth.depth_m.shape
-                        writer.write(
-                            f"{ns}/depth/camera_info", scaled_camera_info(frame.info, h, w, m.CameraInfo), stamp
-                        )
-                        k = camera_info_k(scaled_camera_info(frame.info, h, w, m.CameraInfo))
-                        pts, col, _n = cloud_points(depth.depth_m, k, frame.rgb, None, 2, 20.0)
+                        depth_info = scaled_camera_info(frame.info, h, w, m.CameraInfo)
+                        writer.write(f"{ns}/depth/camera_info", depth_info, stamp)
+                        pts, col, _n = cloud_points(depth.depth_m, camera_info_k(depth_info), frame.rgb, None, 2, 20.0)
                         writer.write(f"{ns}/points", pointcloud2(pts, hdr, m.PointCloud2, m.PointField, rgb=col), stamp)
                     if segs:
                         labels = merge_labels([s.labels for s in segs], [len(s.class_names) for s in segs])
