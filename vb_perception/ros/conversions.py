@@ -11,6 +11,7 @@ yuv422 / uyvy (UYVY), yuyv / yuv422_yuy2 (YUYV), and ``sensor_msgs/CompressedIma
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ __all__ = [
     "compressed_to_rgb",
     "image_to_rgb",
     "numpy_to_image",
+    "packed_pointcloud2",
     "pointcloud2",
     "scaled_camera_info",
 ]
@@ -210,22 +212,27 @@ def pointcloud2(
 ) -> Any:
     """An unorganised ``sensor_msgs/PointCloud2`` from ``N x 3`` points (x, y, z; metres), with ``rgb`` packed into a
     float32 ``rgb`` field as rviz expects, and ``normal_x/y/z`` when given."""
-    n = points.shape[0]
     names = (
         ["x", "y", "z"]
         + (["rgb"] if rgb is not None else [])
         + (["normal_x", "normal_y", "normal_z"] if normals is not None else [])
     )
-    dtype = np.dtype(
-        {"names": names, "formats": [np.float32] * len(names), "offsets": [4 * i for i in range(len(names))]}
-    )
-    data = np.empty(n, dtype=dtype)
-    data["x"], data["y"], data["z"] = points[:, 0], points[:, 1], points[:, 2]
+    data = np.empty((points.shape[0], len(names)), np.float32)
+    data[:, :3] = points
     if rgb is not None:
         packed = (rgb[:, 0].astype(np.uint32) << 16) | (rgb[:, 1].astype(np.uint32) << 8) | rgb[:, 2].astype(np.uint32)
-        data["rgb"] = packed.view(np.float32)
+        data[:, 3] = packed.view(np.float32)
     if normals is not None:
-        data["normal_x"], data["normal_y"], data["normal_z"] = normals[:, 0], normals[:, 1], normals[:, 2]
+        data[:, -3:] = normals
+    return packed_pointcloud2(data, names, header, cloud_cls, field_cls)
+
+
+def packed_pointcloud2(
+    data: NDArray[np.float32], names: Sequence[str], header: Any, cloud_cls: type, field_cls: type
+) -> Any:
+    """A ``sensor_msgs/PointCloud2`` of rows already in its layout (``N x len(names)`` float32, e.g.
+    :class:`vb_perception.ros.frames.Cloud`): one copy, into the message."""
+    n = data.shape[0]
     return _new(
         cloud_cls,
         header=header,
@@ -235,6 +242,6 @@ def pointcloud2(
         is_bigendian=False,
         point_step=4 * len(names),
         row_step=4 * len(names) * n,
-        data=data.tobytes(),
+        data=np.ascontiguousarray(data, dtype="<f4").tobytes(),
         is_dense=True,
     )
