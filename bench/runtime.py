@@ -66,7 +66,7 @@ def main() -> None:
     model_dir = default_model_dir()
     torch_backend = load_backend(model_dir, "torch")
     version, steps = torch_backend.metadata["model_version"], torch_backend.metadata["steps"]
-    m = 8
+    m = torch_backend.net.model.size_multiple
     da = depth_anything_small()
     rows = []
     for res in args.res:
