@@ -93,3 +93,15 @@ def test_distill_config_errors(tmp_path: Path) -> None:
 def test_a_missing_teacher_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _distill(tmp_path, tmp_path / "run") == 2
     assert "not a vb_perception model folder" in capsys.readouterr().err
+
+
+def test_a_palette_head_student_keeps_its_segmentation_losses(tmp_path: Path) -> None:
+    args = ["tune", "--config", str(TINY_TUNE), "--set", f"run_dir={tmp_path / 'run'}"]
+    args += ["--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "train.max_steps=1"]
+    assert main(args + ["--set", "model.palette_head_dim=8", "--set", "model.space_to_depth=2"]) == 0
+    run = tmp_path / "student"
+    mix = "data.task_mix={semantic: 0.5, referring: 0.5}"
+    assert _distill(tmp_path, run, mix, "train.max_steps=2", "train.seg_dice_weight=0.5") == 0
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [int(r["step"]) for r in rows] == [1, 2] and all(float(r["seg_ce"]) > 0 for r in rows)
+    assert load_generator(run / "model").config.palette_head_dim == 8

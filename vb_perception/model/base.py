@@ -92,12 +92,14 @@ class Generator(nn.Module):
         noise: torch.Tensor,
         grad_last: bool = False,
         net: Any = None,
+        aux: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """``steps`` DDIM steps from ``noise``; returns the last step's clean-target prediction (target space).
 
         With ``grad_last`` only the final network call keeps gradients (few-step fine-tuning of a student); the
         earlier steps run without them, as at inference. ``net`` (default: ``self``) is what the network calls go
-        through, e.g. the accelerate-wrapped model, so multi-GPU gradient sync sees them.
+        through, e.g. the accelerate-wrapped model, so multi-GPU gradient sync sees them. ``aux``, when given, goes
+        to the last call (a pixel model's palette-head outputs, for its losses).
         """
         call = net if net is not None else self
         sched = self.scheduler(steps)
@@ -106,7 +108,8 @@ class Generator(nn.Module):
         for i, t in enumerate(timesteps):
             last = i == len(timesteps) - 1
             with torch.set_grad_enabled(grad_last and last and torch.is_grad_enabled()):
-                pred = call(prepared, x, t.expand(prepared.shape[0]).to(prepared.device), cond)
+                extra = {"aux": aux} if aux is not None and last else {}
+                pred = call(prepared, x, t.expand(prepared.shape[0]).to(prepared.device), cond, **extra)
             if not last:
                 x = sched.step(pred.detach(), t, x).prev_sample
         return pred.clamp(-1.0, 1.0) if self.clip_sample else pred
