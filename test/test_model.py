@@ -167,7 +167,7 @@ def test_space_to_depth_runs_at_lower_resolution_and_keeps_the_output_size(text:
 
 def test_palette_head_paints_exactly_the_requested_colours(text: TextEncoder) -> None:
     from vb_perception.codecs import decode_semantic
-    from vb_perception.offline.tune import palette_ce
+    from vb_perception.offline.tune import palette_losses
 
     torch.manual_seed(0)
     model = VBGenerator(replace(TINY, palette_head_dim=8)).eval()
@@ -197,7 +197,7 @@ def test_palette_head_paints_exactly_the_requested_colours(text: TextEncoder) ->
     # the cross-entropy is taken against the palette entry each target pixel is painted in
     target = torch.full((2, 3, 32, 32), -1.0)
     target[0, 0] = 1.0  # every pixel red = "cat" (index 2: prompt, background, cat, dog)
-    ce = palette_ce(aux, target, cond[1])
+    ce = palette_losses(aux, target, cond[1])[0]
     manual = torch.nn.functional.cross_entropy(aux["logits"][:1], torch.full((1, 32, 32), 2))
     torch.testing.assert_close(ce, manual)
 

@@ -31,6 +31,8 @@ class Generator(nn.Module):
     cond_names: tuple[str, ...] = ("text_emb", "colors", "roles", "task", "mask")
     #: state-dict prefixes of frozen parts (VAE, text encoder) that checkpoints and the EMA leave out.
     frozen_prefixes: tuple[str, ...] = ()
+    #: ``True`` when ``forward`` fills its ``aux`` dict with palette-head outputs (for the palette losses).
+    has_palette_head: bool = False
 
     @property
     def device(self) -> torch.device:
@@ -108,8 +110,7 @@ class Generator(nn.Module):
         for i, t in enumerate(timesteps):
             last = i == len(timesteps) - 1
             with torch.set_grad_enabled(grad_last and last and torch.is_grad_enabled()):
-                extra = {"aux": aux} if aux is not None and last else {}
-                pred = call(prepared, x, t.expand(prepared.shape[0]).to(prepared.device), cond, **extra)
+                pred = call(prepared, x, t.expand(prepared.shape[0]).to(prepared.device), cond, aux if last else None)
             if not last:
                 x = sched.step(pred.detach(), t, x).prev_sample
         return pred.clamp(-1.0, 1.0) if self.clip_sample else pred

@@ -21,7 +21,14 @@ import torch
 
 from vb_perception.errors import VbPerceptionError
 from vb_perception.model.base import Generator
-from vb_perception.model.conditioning import TASK_CODES, ConditionEncoder, PromptTokens, batch_tokens
+from vb_perception.model.conditioning import (
+    ROLE_BACKGROUND,
+    ROLE_TARGET,
+    TASK_CODES,
+    ConditionEncoder,
+    PromptTokens,
+    batch_tokens,
+)
 from vb_perception.model.text import TextEncoder
 
 SEMANTIC_CODE, REFERRING_CODE = TASK_CODES.index("semantic"), TASK_CODES.index("referring")
@@ -78,7 +85,6 @@ class GeneratorConfig:
 def palette_planes(colors: torch.Tensor, roles: torch.Tensor, size: Any) -> torch.Tensor:
     """``[B, 6, H, W]`` in [-1, 1]: the background colour and the first requested colour of each prompt, constant
     over the image (zeros for prompts without them: depth, normals; instances have only a background)."""
-    from vb_perception.model.conditioning import ROLE_BACKGROUND, ROLE_TARGET
 
     def first(role: int) -> torch.Tensor:
         hit = (roles == role).to(colors.dtype)  # [B, L]
@@ -118,7 +124,8 @@ class VBGenerator(Generator):
         # The plain bmm attention: on CPU it trains faster than torch's flash-attention kernel (bench in README).
         self.unet.set_attn_processor(AttnProcessor())
         self.cond = ConditionEncoder(config.cond_dim)
-        if config.palette_head_dim:
+        self.has_palette_head = bool(config.palette_head_dim)
+        if self.has_palette_head:
             self.palette_key = torch.nn.Linear(config.cond_dim, config.palette_head_dim)
 
     @property
@@ -163,8 +170,6 @@ class VBGenerator(Generator):
         task: torch.Tensor,
         aux: dict[str, torch.Tensor] | None,
     ) -> torch.Tensor:
-        from vb_perception.model.conditioning import ROLE_BACKGROUND, ROLE_TARGET
-
         free, feat = out[:, :3], out[:, 3:]
         keys = self.palette_key(tokens)  # [B, L, D]
         logits = torch.einsum("bdhw,bld->blhw", feat, keys) * (feat.shape[1] ** -0.5)

@@ -258,9 +258,15 @@ class LatentGenerator(Generator):
         return (hidden, *batch_tokens(items, self.clip, self.device))
 
     def forward(
-        self, image: torch.Tensor, noisy: torch.Tensor, timesteps: torch.Tensor, cond: tuple[torch.Tensor, ...]
+        self,
+        image: torch.Tensor,
+        noisy: torch.Tensor,
+        timesteps: torch.Tensor,
+        cond: tuple[torch.Tensor, ...],
+        aux: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """``image``: prepared image latents; ``noisy``: target latents; returns the clean target latents."""
+        """``image``: prepared image latents; ``noisy``: target latents; returns the clean target latents. ``aux`` is
+        left empty: this model has no palette head."""
         hidden, emb, colors, roles, task, mask = cond
         tokens = torch.cat([hidden, self.cond(emb, colors, roles, task).to(hidden.dtype)], dim=1)
         full_mask = torch.cat([torch.ones(hidden.shape[:2], dtype=mask.dtype, device=mask.device), mask], dim=1)

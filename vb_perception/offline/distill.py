@@ -28,7 +28,6 @@ from vb_perception.offline.tune import (
     _build,
     _Examples,
     decoded_losses,
-    palette_losses,
     read_config,
     train_loop,
     write_resolved,
@@ -98,15 +97,11 @@ def run_distill(cfg: DistillConfig, progress: bool = True) -> Path:
         k = cfg.student_steps[step % len(cfg.student_steps)]
         prepared = raw.prepare_image(img)
         noise = torch.randn(raw.target_shape(prepared), generator=gen).to(img.device)
-        aux: dict[str, torch.Tensor] | None = {} if getattr(raw.config, "palette_head_dim", 0) else None
+        aux: dict[str, torch.Tensor] | None = {} if raw.has_palette_head else None
         pred = raw.rollout(prepared, cond, k, noise, grad_last=True, net=net, aux=aux)
         parts: list[tuple[float, dict[str, torch.Tensor]]] = []
-        if cfg.gt_weight:
-            gt = decoded_losses(raw, pred, raw.to_target_space(tgt), tgt, specs, tc)
-            if aux:  # the palette head's own losses on the last step, as in tuning
-                ce, dice = palette_losses(aux, tgt, cond[1])
-                gt["seg_ce"] = ce * tc.seg_ce_weight + dice * tc.seg_dice_weight
-                gt["total"] = gt["total"] + gt["seg_ce"]
+        if cfg.gt_weight:  # with a palette head, also its own losses on the last step, as in tuning
+            gt = decoded_losses(raw, pred, raw.to_target_space(tgt), tgt, specs, tc, aux, cond[1])
             parts.append((cfg.gt_weight, gt))
         if cfg.teacher_weight:
             with torch.no_grad():

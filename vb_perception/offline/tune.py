@@ -240,11 +240,6 @@ def palette_losses(
     return ce, (dice * is_class).sum() / is_class.sum().clamp_min(1.0)
 
 
-def palette_ce(aux: dict[str, torch.Tensor], target: torch.Tensor, colors: torch.Tensor) -> torch.Tensor:
-    """The cross-entropy of :func:`palette_losses`."""
-    return palette_losses(aux, target, colors)[0]
-
-
 # ------------------------------------------------------------------------------------------------ checkpoints
 
 
@@ -417,16 +412,15 @@ def train_loop(
     text = TextEncoder(accelerator.device) if raw.uses_minilm else None
 
     metrics_path = run / "metrics.csv"
-    if metrics_path.is_file():  # drop rows logged after the checkpoint we resume from (they will be redone)
+    columns = ["total", "rgb", "depth_curve", "normals_cos", "seg_ce"]
+    new_file = not metrics_path.is_file()
+    if not new_file:  # drop rows logged after the checkpoint we resume from (they will be redone)
         lines = metrics_path.read_text().splitlines(keepends=True)
         first = [ln.split(",", 1)[0] for ln in lines]
         kept = lines[:1] + [ln for ln, s in zip(lines[1:], first[1:]) if s.isdigit() and int(s) <= step]
         metrics_path.write_text("".join(kept))
-    new_file = not metrics_path.is_file()
-    columns = ["total", "rgb", "depth_curve", "normals_cos", "seg_ce"]
-    if not new_file:  # a run started before a column was added keeps its columns
-        header = metrics_path.read_text().split("\n", 1)[0].split(",")
-        columns = ["total"] + [c for c in columns[1:] if c in header]
+        header = lines[0].rstrip("\r\n").split(",") if lines else []
+        columns = ["total"] + [c for c in columns[1:] if c in header]  # an older run keeps its columns
     metrics = metrics_path.open("a", newline="")
     writer = csv.writer(metrics)
     if new_file:
@@ -492,13 +486,21 @@ def decoded_losses(
     target_rgb: torch.Tensor,
     specs: list[TaskSpec],
     tc: TrainConfig,
+    aux: dict[str, torch.Tensor] | None = None,
+    colors: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Losses of a clean-target prediction: on the decoded RGB value (depth curve, normals, colour) and, for latent
-    models, the latent MSE too."""
+    """Losses of a clean-target prediction: on the decoded RGB value (depth curve, normals, colour), for latent
+    models the latent MSE too, and with a palette head's ``aux`` (and the prompts' ``colors``) its cross-entropy and
+    Dice as ``seg_ce``."""
     losses = _losses(model.from_target_space(pred), target_rgb, specs, tc)
     if model.denoises_latents:
         losses["latent"] = torch.nn.functional.mse_loss(pred, target_space)
         losses["total"] = losses["total"] + losses["latent"]
+    if aux:
+        assert colors is not None, "the palette losses need the prompts' colours"
+        ce, dice = palette_losses(aux, target_rgb, colors)
+        losses["seg_ce"] = ce * tc.seg_ce_weight + dice * tc.seg_dice_weight
+        losses["total"] = losses["total"] + losses["seg_ce"]
     return losses
 
 
@@ -569,16 +571,9 @@ def run_tune(cfg: TuneConfig, progress: bool = True) -> Path:
         ).to(img.device)
         x0 = raw.to_target_space(tgt)
         noise = torch.randn(x0.shape, generator=gen).to(img.device)
-        if not getattr(raw.config, "palette_head_dim", 0):
-            pred = net(raw.prepare_image(img), sched.add_noise(x0, noise, t), t, cond)
-            return decoded_losses(raw, pred, x0, tgt, specs, tc)
-        aux: dict[str, torch.Tensor] = {}
-        pred = net(raw.prepare_image(img), sched.add_noise(x0, noise, t), t, cond, aux=aux)
-        losses = decoded_losses(raw, pred, x0, tgt, specs, tc)
-        ce, dice = palette_losses(aux, tgt, cond[1])
-        losses["seg_ce"] = ce * tc.seg_ce_weight + dice * tc.seg_dice_weight
-        losses["total"] = losses["total"] + losses["seg_ce"]
-        return losses
+        aux: dict[str, torch.Tensor] | None = {} if raw.has_palette_head else None
+        pred = net(raw.prepare_image(img), sched.add_noise(x0, noise, t), t, cond, aux)
+        return decoded_losses(raw, pred, x0, tgt, specs, tc, aux, cond[1])
 
     notes = {"run": cfg.name, "data_res_px": cfg.data.res_px} | ({"base": cfg.base} if cfg.base else {})
     return train_loop(run, cfg.name, model, data, tc, step_losses, notes, progress=progress, desc="tune")

@@ -23,6 +23,7 @@ __all__ = [
     "SUPPORTED_ENCODINGS",
     "EncodingError",
     "camera_info_k",
+    "cloud_fields",
     "compressed_to_rgb",
     "image_to_rgb",
     "numpy_to_image",
@@ -212,11 +213,7 @@ def pointcloud2(
 ) -> Any:
     """An unorganised ``sensor_msgs/PointCloud2`` from ``N x 3`` points (x, y, z; metres), with ``rgb`` packed into a
     float32 ``rgb`` field as rviz expects, and ``normal_x/y/z`` when given."""
-    names = (
-        ["x", "y", "z"]
-        + (["rgb"] if rgb is not None else [])
-        + (["normal_x", "normal_y", "normal_z"] if normals is not None else [])
-    )
+    names = cloud_fields(rgb is not None, normals is not None)
     data = np.empty((points.shape[0], len(names)), np.float32)
     data[:, :3] = points
     if rgb is not None:
@@ -225,6 +222,11 @@ def pointcloud2(
     if normals is not None:
         data[:, -3:] = normals
     return packed_pointcloud2(data, names, header, cloud_cls, field_cls)
+
+
+def cloud_fields(rgb: bool, normals: bool) -> tuple[str, ...]:
+    """The float32 fields of our clouds, in order: x, y, z, then ``rgb`` and ``normal_x/y/z`` when present."""
+    return ("x", "y", "z") + (("rgb",) if rgb else ()) + (("normal_x", "normal_y", "normal_z") if normals else ())
 
 
 def packed_pointcloud2(

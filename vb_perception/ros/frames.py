@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 
 from vb_perception.errors import PromptError, VbPerceptionError
 from vb_perception.prompts import ReferringSpec, SemanticSpec, TaskSpec, parse_prompt
+from vb_perception.ros.conversions import cloud_fields
 
 __all__ = ["TASKS", "Cloud", "Frame", "LatestSlot", "PromptSet", "cloud", "cloud_points", "overlay"]
 
@@ -160,11 +161,7 @@ def cloud(
     s = max(1, int(stride))
     z = depth_m[::s, ::s]
     u, v = _rays(float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2]), *depth_m.shape[:2], s)
-    fields = (
-        ("x", "y", "z")
-        + (("rgb",) if rgb is not None else ())
-        + (("normal_x", "normal_y", "normal_z") if normals_optical is not None else ())
-    )
+    fields = cloud_fields(rgb is not None, normals_optical is not None)
     buf = np.empty(z.shape + (len(fields),), np.float32)
     np.multiply(u, z, out=buf[..., 0])
     np.multiply(v, z, out=buf[..., 1])
