@@ -65,7 +65,9 @@ def test_forward_sample_and_seeds(text: TextEncoder) -> None:
     model = VBGenerator(TINY).eval()
     items = [tokens_for(p, parse_prompt(p)) for p in PROMPTS]
     cond = model.conditioning(items, text)
-    assert cond[0].shape == (6, 4, 384) and cond[4].shape == (6, 5)  # padded tokens + task token mask
+    # padded tokens + task token mask; the longest is the instance prompt: prompt, background, 15 slots (white is
+    # its background, so the white slot is out)
+    assert cond[0].shape == (6, 17, 384) and cond[4].shape == (6, 18)
     img = torch.rand(6, 3, 32, 40) * 2 - 1  # any size that is a multiple of 8
     out = model(img, torch.zeros_like(img), torch.full((6,), 999), cond)
     assert out.shape == img.shape
@@ -210,6 +212,7 @@ def test_palette_dice_rewards_the_right_small_region() -> None:
         "valid": torch.tensor([[False, True, True]]),
         "is_class": torch.tensor([[False, False, True]]),
         "uses_palette": torch.tensor([True]),
+        "is_instances": torch.tensor([False]),
     }
     target = torch.zeros(1, 3, 8, 8)
     target[0, 2] = 1.0  # blue background ...
@@ -225,3 +228,60 @@ def test_palette_dice_rewards_the_right_small_region() -> None:
     assert ce_r < 1e-3 and dice_r < 0.05  # the object found: both losses vanish
     assert dice_b > 0.75  # missing the object costs the Dice nearly 1 ...
     assert ce_b < 2.0 < dice_b * 3  # ... while cross-entropy, averaged over pixels, barely notices
+
+
+def test_instance_prompts_use_the_slot_palette(text: TextEncoder) -> None:
+    from vb_perception.colors import INSTANCE_SLOT_COLORS, instance_slots
+
+    model = VBGenerator(replace(TINY, palette_head_dim=8)).eval()
+    from vb_perception.prompts import InstanceSpec, render_prompt
+
+    prompt = render_prompt(InstanceSpec("chair", (255, 0, 0)), rng=0)
+    spec = parse_prompt(prompt)
+    item = tokens_for(prompt, spec)
+    slots = instance_slots(spec.background)
+    assert (255, 0, 0) not in slots and len(slots) == len(INSTANCE_SLOT_COLORS) - 1
+    assert item.colors[2:] == slots and set(item.texts[2:]) == {"chair"}
+    cond = model.conditioning([item], text)
+    img = torch.rand(1, 3, 32, 32) * 2 - 1
+    aux: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        out = model(img, torch.zeros_like(img), torch.full((1,), 999), cond, aux=aux)
+    assert aux["uses_palette"].tolist() == [True] and aux["is_instances"].tolist() == [True]
+    assert aux["valid"][0].tolist() == [False] + [True] * (1 + len(slots))
+    # the output is a convex mix of the background and slot colours: inside their bounding box
+    rgb = (out[0] + 1) / 2
+    assert rgb.min() >= -1e-6 and rgb.max() <= 1 + 1e-6
+
+
+def test_instance_targets_are_matched_to_the_slots_the_model_prefers() -> None:
+    from vb_perception.offline.tune import palette_losses, palette_targets
+
+    # prompt, background (black), three slots: red, green, blue
+    colors = torch.tensor([[[0.0, 0, 0], [0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]]])
+    aux = {
+        "valid": torch.tensor([[False, True, True, True, True]]),
+        "is_class": torch.tensor([[False, False, True, True, True]]),
+        "uses_palette": torch.tensor([True]),
+        "is_instances": torch.tensor([True]),
+    }
+    target = torch.full((1, 3, 8, 8), -1.0)  # black background
+    target[0, 0, :4, :4] = 1.0  # instance A painted red
+    target[0, 1, 4:, 4:] = 1.0  # instance B painted green
+    logits = torch.full((1, 5, 8, 8), -20.0)
+    logits[0, 1] = 5.0  # background elsewhere
+    logits[0, 4, :4, :4] = 10.0  # the model paints A blue ...
+    logits[0, 2, 4:, 4:] = 10.0  # ... and B red: another permutation, just as right
+    logits[0, 0] = -1e4
+    aux["logits"] = logits
+    index, repainted = palette_targets(aux, target, colors)
+    assert (index[0, :4, :4] == 4).all() and (index[0, 4:, 4:] == 2).all() and (index[0, :4, 4:] == 1).all()
+    assert (repainted[0, :, :4, :4] == torch.tensor([-1.0, -1, 1])[:, None, None]).all()  # A now blue
+    assert (repainted[0, :, 4:, 4:] == torch.tensor([1.0, -1, -1])[:, None, None]).all()  # B now red
+    ce, dice = palette_losses(aux, target, colors)
+    assert ce < 1e-2 and dice < 0.4  # only the unused slot's smoothing term is left
+    # painting both instances in one slot is wrong whatever the matching
+    merged = logits.clone()
+    merged[0, 2, :4, :4], merged[0, 4, :4, :4] = 10.0, -20.0
+    ce_m, _ = palette_losses(aux | {"logits": merged}, target, colors)
+    assert ce_m > 2.0

@@ -33,11 +33,12 @@ PROMPTS = [
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The bundled model exported the way users do it: `vb-perception export --backend onnx` into the cache."""
+    """The bundled model exported the way users do it: `vb-perception export --backend onnx` into the cache (with
+    the int8 copy, calibrated on 2 frames to keep the test short)."""
     cache = tmp_path_factory.mktemp("cache")
     mp = pytest.MonkeyPatch()
     mp.setenv("VB_PERCEPTION_CACHE", str(cache))
-    assert main(["export", "--backend", "onnx"]) == 0
+    assert main(["export", "--backend", "onnx", "--int8", "--calibration-frames", "2"]) == 0
     yield cache
     mp.undo()
 
@@ -97,7 +98,7 @@ def test_unrolled_sampler_equals_the_scheduler_loop(steps: int) -> None:
 
 
 def test_export_carries_its_descriptor_and_passes_the_tensorrt_check(exported: Path) -> None:
-    (path,) = (exported / "export").glob("*.onnx")
+    (path,) = (exported / "export").glob("*-1step.onnx")
     version = json.loads((MODEL / "config.json").read_text())["model_version"]
     assert path.name == version.replace("@", "-") + "-1step.onnx"
     model = onnx.load(str(path))
@@ -129,6 +130,55 @@ def test_onnxruntime_matches_torch_on_the_bundled_model(exported: Path, monkeypa
     for r, o in zip(ref[2:], out[2:]):
         assert np.mean(r.labels == o.labels) >= 0.995  # type: ignore[union-attr]
     assert isinstance(out[2], SegmentationResult)
+
+
+def test_int8_copy_runs_like_the_fp32_export_and_stays_close(exported: Path, tmp_path: Path) -> None:
+    """`export --int8`: QDQ int8 graph, same interface and metadata, outputs near fp32's (measured on 100 held-out
+    samples in the README: the metrics move by about as much as between seeds)."""
+    from vb_perception.errors import VbPerceptionError
+    from vb_perception.offline.quantize import int8_path, quantize_int8
+
+    (fp32,) = (exported / "export").glob("*-1step.onnx")
+    q = int8_path(fp32)  # written by the fixture's `export --int8`
+    model = onnx.load(str(q))
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("QuantizeLinear") > 50 and "DequantizeLinear" in ops
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(meta["quantization"])["calibration_frames"] == 2
+    assert meta["model_version"] == json.loads((MODEL / "config.json").read_text())["model_version"]
+    assert q.stat().st_size < fp32.stat().st_size / 3  # int8 weights
+    image = sample_frame()[0]
+    ref = Perception(backend="onnxruntime", engine=fp32)(image, PROMPTS, seed=3)
+    out = Perception(backend="onnxruntime", engine=q)(image, PROMPTS, seed=3)
+    d_ref, d_out = ref[0], out[0]
+    assert isinstance(d_ref, DepthResult) and isinstance(d_out, DepthResult)
+    valid = np.isfinite(d_ref.depth_m) & np.isfinite(d_out.depth_m)
+    assert np.mean(np.abs(d_out.depth_m[valid] - d_ref.depth_m[valid]) / d_ref.depth_m[valid]) <= 0.05  # 1-2 % with 16
+    n_ref, n_out = ref[1], out[1]
+    assert isinstance(n_ref, NormalsResult) and isinstance(n_out, NormalsResult)
+    both = np.isfinite(n_ref.normals).all(-1) & np.isfinite(n_out.normals).all(-1)
+    cos = np.clip(np.sum(n_ref.normals[both] * n_out.normals[both], -1), -1, 1)
+    assert np.degrees(np.arccos(cos)).mean() <= 3.0  # about 1.5 deg with 16 frames
+    assert isinstance(ref[2], SegmentationResult) and isinstance(out[2], SegmentationResult)
+    assert np.mean(ref[2].labels == out[2].labels) >= 0.9  # 95 % with these 2 calibration frames, 98 % with 16
+    # eval runs it like any export: the real fixture through the int8 graph
+    args = ["eval", "--data", "vb_perception/data/tum_rgbd", "--depth-scale-m", "0.0002", "--out", str(tmp_path)]
+    assert main(args + ["--backend", "onnxruntime", "--engine", str(q)]) == 0
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert report["backend"] == "onnxruntime" and report["engine"] == str(q)
+    assert 0.0 < report["depth"]["abs_rel"] < 1.0
+
+    from vb_perception.runtime.tensorrt_backend import TensorRTBackend
+
+    with pytest.raises(BackendError, match="int8 copy for ONNX Runtime"):
+        TensorRTBackend(q)  # refused before it looks for TensorRT or a GPU
+    with pytest.raises(VbPerceptionError, match="already quantized"):
+        quantize_int8(q, tmp_path / "again.onnx", frames=1, progress=False)
+    plain = tmp_path / "plain.onnx"
+    graph = onnx.helper.make_graph([], "g", [], [])
+    onnx.save(onnx.helper.make_model(graph), str(plain))
+    with pytest.raises(VbPerceptionError, match="not a vb_perception export"):
+        quantize_int8(plain, frames=1, progress=False)
 
 
 def test_predict_with_onnxruntime_writes_the_same_files(exported: Path, tmp_path: Path, monkeypatch) -> None:
@@ -191,7 +241,7 @@ def test_gpu_check_script_says_what_to_do_without_a_gpu() -> None:
 def test_tensorrt_engine_matches_torch(exported: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("tensorrt", reason="TensorRT is not installed")
     monkeypatch.setenv("VB_PERCEPTION_CACHE", str(exported))
-    (onnx_path,) = (exported / "export").glob("*.onnx")
+    (onnx_path,) = (exported / "export").glob("*-1step.onnx")
     image = sample_frame()[0]
     ref = Perception()(image, PROMPTS[:2], seed=3)
     out = Perception(backend="tensorrt", engine=onnx_path)(image, PROMPTS[:2], seed=3)

@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch", reason="the synthetic data engine needs tor
 pytest.importorskip("open3d", reason="the renderer cross-checks need open3d-cpu")
 
 from vb_perception.codecs import decode_depth, decode_normals, depth_code_step_m
+from vb_perception.colors import instance_slots
 from vb_perception.geometry import normals_from_depth
 from vb_perception.offline.synth.dataset import SynthConfig, SynthError, SynthStream, load_sample, render_sample
 from vb_perception.offline.synth.examples import TASKS, make_example, target_for
@@ -168,10 +169,10 @@ def test_training_examples_parse_back_and_targets_decode() -> None:
             if isinstance(ex.spec, ReferringSpec):
                 assert all(np.any(np.all(ex.target == c, -1)) for c in ex.spec.palette.values())
             if isinstance(ex.spec, InstanceSpec):
-                members = [j.id for j in s.instances if j.class_name == ex.spec.class_name]
-                assert len(np.unique(ex.target[np.isin(s.instance_ids, members)].reshape(-1, 3), axis=0)) == len(
-                    members
-                )
+                members = [j.id for j in s.instances if j.class_name == ex.spec.class_name and j.area_px > 0]
+                painted = np.unique(ex.target[np.isin(s.instance_ids, members)].reshape(-1, 3), axis=0)
+                assert len(painted) == min(len(members), len(instance_slots(ex.spec.background)))
+                assert {tuple(c) for c in painted} <= set(instance_slots(ex.spec.background))  # the model's slots
     assert seen == set(TASKS)
 
 

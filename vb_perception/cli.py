@@ -238,6 +238,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     problems = check_onnx_for_tensorrt(path)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     print("TensorRT check: " + ("ok" if not problems else "; ".join(problems)))
+    if args.int8:
+        from vb_perception.offline.quantize import quantize_int8
+
+        q = quantize_int8(path, frames=args.calibration_frames)
+        print(f"wrote {q} ({q.stat().st_size / 2**20:.1f} MiB, int8; run it with --engine {q})")
     if args.backend == "tensorrt":
         print(f"wrote {export_tensorrt(path, args.out, fp16=args.fp16)}")
     return 0
@@ -246,7 +251,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from vb_perception.offline.evaluate import evaluate, format_report
 
-    report = evaluate(args.data, args.out, args.model, args.steps, args.n, args.depth_scale_m, args.device)
+    report = evaluate(
+        args.data, args.out, args.model, args.steps, args.n, args.depth_scale_m, args.device, args.backend, args.engine
+    )
     print(format_report(report))
     print(f"\nreport: {Path(args.out) / 'eval.json'}")
     return 0
@@ -456,6 +463,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--width", type=int, default=None, help="optimal processing width (default: 640's)")
     s.add_argument("--max-batch", type=int, default=8, help="most prompts per frame (default 8)")
     s.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=True, help="TensorRT fp16 (default on)")
+    s.add_argument(
+        "--int8", action="store_true", help="also write an int8 copy of the ONNX graph (<name>-int8.onnx), for CPUs"
+    )
+    s.add_argument(
+        "--calibration-frames", type=int, default=16, help="synthetic frames that calibrate --int8 (default 16)"
+    )
     s.add_argument("--out", default=None, help="output file (default: ~/.cache/vb_perception/export/...)")
     s.set_defaults(func=_cmd_export)
 
@@ -472,6 +485,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, default=None, help="evaluate only the first N samples")
     s.add_argument("--depth-scale-m", type=float, default=None, help="metres per unit of an integer depth.png")
     s.add_argument("--device", default="cpu", help="torch device")
+    s.add_argument(
+        "--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt"), help="runtime (default: torch)"
+    )
+    s.add_argument("--engine", default=None, help="the .onnx / .engine to evaluate (default: `vb-perception export`'s)")
     s.set_defaults(func=_cmd_eval)
 
     s = sub.add_parser(

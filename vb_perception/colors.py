@@ -18,11 +18,13 @@ from vb_perception.errors import PromptError
 
 __all__ = [
     "COLOR_STYLES",
+    "INSTANCE_SLOT_COLORS",
     "MODIFIERS",
     "RGB",
     "color_distance",
     "color_names",
     "format_color",
+    "instance_slots",
     "name_of",
     "parse_color",
     "resolve_name",
@@ -188,3 +190,19 @@ def format_color(rgb: RGB, style: str = "angle") -> str:
 def color_distance(a: RGB, b: RGB) -> float:
     """Euclidean distance in 8-bit RGB units."""
     return float(sum((x - y) ** 2 for x, y in zip(a, b)) ** 0.5)
+
+
+#: The colours a generator paints instances in, one per instance (the "slots" of its palette head). Points of the
+#: {0, 128, 255}^3 grid, so any two are at least 127 apart. Fixed forever: checkpoints depend on this order.
+INSTANCE_SLOT_COLORS: tuple[RGB, ...] = (
+    (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255), (255, 255, 255),
+    (255, 128, 0), (128, 0, 255), (0, 128, 255), (255, 0, 128), (0, 255, 128), (128, 255, 0), (128, 128, 128),
+    (128, 0, 0), (0, 0, 128),
+)  # fmt: skip
+#: Slots closer than this to the prompt's background colour are not used for that prompt.
+INSTANCE_SLOT_BACKGROUND_DISTANCE = 64.0
+
+
+def instance_slots(background: RGB) -> tuple[RGB, ...]:
+    """The instance colours usable on ``background``: :data:`INSTANCE_SLOT_COLORS` minus those close to it."""
+    return tuple(c for c in INSTANCE_SLOT_COLORS if color_distance(c, background) >= INSTANCE_SLOT_BACKGROUND_DISTANCE)

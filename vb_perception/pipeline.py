@@ -170,6 +170,7 @@ class Perception:
         self.backend_name = backend
         self.model = None
         self.backend = None
+        self.engine_path: Path | None = None
         if backend == "torch":
             from vb_perception.model.loading import load_generator
 
@@ -183,6 +184,7 @@ class Perception:
 
             path = Path(engine) if engine else self._default_engine(steps)
             self.backend = load_backend(path, backend, device=device)
+            self.engine_path = path
             meta = self.backend.metadata
             if steps and steps != meta["steps"]:
                 raise VbPerceptionError(f"{path} was exported with {meta['steps']} step(s), not {steps}; export again")

@@ -4,8 +4,11 @@ The prompt alone selects the task. Its parsed form (:mod:`vb_perception.prompts`
 
 * ``prompt``: the whole prompt's sentence embedding (phrasing, anything the parser does not model);
 * ``background``: the background colour;
-* one token per class / expression / instance class: its name's sentence embedding plus its *exact* RGB value
-  as Fourier features, so requested colours come out right instead of being guessed from words.
+* one token per class / expression: its name's sentence embedding plus its *exact* RGB value as Fourier features,
+  so requested colours come out right instead of being guessed from words;
+* for instances, one token per instance slot (:data:`~vb_perception.colors.INSTANCE_SLOT_COLORS` usable on the
+  background): the class name plus the slot's colour. The model paints each instance in a slot colour of its
+  choice (training matches slots to instances), so instances come out in distinct, exact colours.
 
 The task code (depth per colormap, normals, semantic, instances, referring) also conditions the UNet globally,
 added to its timestep embedding.
@@ -21,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from vb_perception.colors import instance_slots
 from vb_perception.model.text import TEXT_DIM, TextEncoder
 from vb_perception.prompts import DepthSpec, InstanceSpec, NormalsSpec, ReferringSpec, SemanticSpec, TaskSpec
 
@@ -38,7 +42,7 @@ TASK_CODES = (
     "referring",
 )
 _ROLE_PROMPT, _ROLE_BACKGROUND, _ROLE_TARGET, _ROLE_INSTANCE = range(4)
-ROLE_BACKGROUND, ROLE_TARGET = _ROLE_BACKGROUND, _ROLE_TARGET
+ROLE_BACKGROUND, ROLE_TARGET, ROLE_INSTANCE = _ROLE_BACKGROUND, _ROLE_TARGET, _ROLE_INSTANCE
 _N_FREQ = 6
 
 
@@ -72,9 +76,10 @@ def tokens_for(prompt: str, spec: TaskSpec) -> PromptTokens:
             colors.append(rgb)
             roles.append(_ROLE_TARGET)
     elif isinstance(spec, InstanceSpec):
-        texts.append(spec.class_name)
-        colors.append((0, 0, 0))
-        roles.append(_ROLE_INSTANCE)
+        for rgb in instance_slots(spec.background):
+            texts.append(spec.class_name)
+            colors.append(rgb)
+            roles.append(_ROLE_INSTANCE)
     elif not isinstance(spec, (DepthSpec, NormalsSpec)):
         raise TypeError(f"unknown spec {spec!r}")
     return PromptTokens(task_code(spec), tuple(texts), tuple(colors), tuple(roles))

@@ -23,6 +23,7 @@ from vb_perception.errors import VbPerceptionError
 from vb_perception.model.base import Generator
 from vb_perception.model.conditioning import (
     ROLE_BACKGROUND,
+    ROLE_INSTANCE,
     ROLE_TARGET,
     TASK_CODES,
     ConditionEncoder,
@@ -32,6 +33,7 @@ from vb_perception.model.conditioning import (
 from vb_perception.model.text import TextEncoder
 
 SEMANTIC_CODE, REFERRING_CODE = TASK_CODES.index("semantic"), TASK_CODES.index("referring")
+INSTANCES_CODE = TASK_CODES.index("instances")
 
 __all__ = ["GeneratorConfig", "ModelError", "VBGenerator"]
 
@@ -63,9 +65,10 @@ class GeneratorConfig:
     #: output back: about 3x fewer FLOPs at the same output size (DepthToSpace / SpaceToDepth in ONNX and TensorRT).
     space_to_depth: int = 1
     #: 0, or the width of per-pixel palette features: for semantic and referring prompts the predicted target is a
-    #: softmax mixture of the *requested* colours (background + one per class), with logits = pixel features .
-    #: projected prompt tokens, so the colours come out exact wherever the model is sure; other tasks use the free
-    #: RGB output. Trained with a cross-entropy on the logits next to the decoded-value losses.
+    #: softmax mixture of the *requested* colours (background + one per class), for instance prompts of the
+    #: background and the instance slot colours, with logits = pixel features . projected prompt tokens, so the
+    #: colours come out exact wherever the model is sure; depth and normals use the free RGB output. Trained with a
+    #: cross-entropy and Dice on the logits next to the decoded-value losses (instances: after matching slots).
     palette_head_dim: int = 0
     default_steps: int = 1
     model_version: str = "untrained"
@@ -141,8 +144,9 @@ class VBGenerator(Generator):
         aux: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """``image``, ``noisy``: ``[B, 3, H, W]`` in [-1, 1]; ``timesteps [B]``; ``cond`` from :func:`batch_tokens`.
-        ``aux``, when given, receives the palette head's ``logits [B, L, H, W]``, ``valid [B, L]`` (background and
-        class tokens), ``is_class [B, L]`` and ``uses_palette [B]`` (for its training losses)."""
+        ``aux``, when given, receives the palette head's ``logits [B, L, H, W]``, ``valid [B, L]`` (background,
+        class and instance-slot tokens), ``is_class [B, L]`` (class and slot tokens), ``uses_palette [B]`` and
+        ``is_instances [B]`` (for its training losses)."""
         emb, colors, roles, task, mask = cond
         tokens = self.cond(emb, colors, roles, task)
         planes = [noisy, image]
@@ -173,12 +177,14 @@ class VBGenerator(Generator):
         free, feat = out[:, :3], out[:, 3:]
         keys = self.palette_key(tokens)  # [B, L, D]
         logits = torch.einsum("bdhw,bld->blhw", feat, keys) * (feat.shape[1] ** -0.5)
-        valid = (roles == ROLE_BACKGROUND) | (roles == ROLE_TARGET)  # [B, L]
+        is_class = (roles == ROLE_TARGET) | (roles == ROLE_INSTANCE)
+        valid = (roles == ROLE_BACKGROUND) | is_class  # [B, L]
         logits = logits.masked_fill(~valid[:, :, None, None], -1e4)
         mix = torch.einsum("blhw,blc->bchw", logits.softmax(dim=1), colors * 2.0 - 1.0)
-        uses = (task == SEMANTIC_CODE) | (task == REFERRING_CODE)  # [B]
+        instances = task == INSTANCES_CODE
+        uses = (task == SEMANTIC_CODE) | (task == REFERRING_CODE) | instances  # [B]
         if aux is not None:
-            aux.update(logits=logits, valid=valid, is_class=roles == ROLE_TARGET, uses_palette=uses)
+            aux.update(logits=logits, valid=valid, is_class=is_class, uses_palette=uses, is_instances=instances)
         u = uses.to(out.dtype)[:, None, None, None]
         return u * mix + (1.0 - u) * free
 

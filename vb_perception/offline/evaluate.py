@@ -134,23 +134,31 @@ def evaluate(
     n: int | None = None,
     depth_scale_m: float | None = None,
     device: str = "cpu",
+    backend: str = "torch",
+    engine: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Evaluate and write ``eval.json`` (+ ``eval_panels.png`` for synthetic data) into ``out``."""
+    """Evaluate and write ``eval.json`` (+ ``eval_panels.png`` for synthetic data) into ``out``. ``backend`` and
+    ``engine`` as in :class:`~vb_perception.pipeline.Perception` (e.g. an int8 export on onnxruntime)."""
     folder, out_dir = Path(data), Path(out)
     if not folder.is_dir():
         raise VbPerceptionError(f"{folder}: no such folder")
     out_dir.mkdir(parents=True, exist_ok=True)
-    pipe = Perception(model_dir, device=device, steps=steps)
+    pipe = Perception(model_dir, device=device, steps=steps, backend=backend, engine=engine)
     if any(folder.glob("*.npz")):
         report = _synthetic(pipe, folder, n, out_dir)
     else:
         report = _real(pipe, folder, depth_scale_m)
-    report = {
-        "data": str(folder),
-        "model": str(pipe.model_dir),
-        "model_version": pipe.model_version,
-        "steps": pipe.steps,
-    } | report
+    report = (
+        {
+            "data": str(folder),
+            "model": str(pipe.model_dir),
+            "model_version": pipe.model_version,
+            "steps": pipe.steps,
+            "backend": backend,
+        }
+        | ({"engine": str(pipe.engine_path)} if pipe.engine_path else {})
+        | report
+    )
     (out_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 

@@ -215,21 +215,47 @@ def _losses(
     return out
 
 
-def palette_losses(
+def palette_targets(
     aux: dict[str, torch.Tensor], target: torch.Tensor, colors: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The palette head's losses over the semantic and referring examples: the cross-entropy of its logits against
-    the requested colour each target pixel has (the nearest valid palette entry: targets are painted in exactly
-    those colours), and a soft Dice per requested class (1 - Dice, smoothed by 1 pixel, so a class the target
-    lacks is penalised by the mass given to it). Cross-entropy alone lets the background swallow small regions."""
+    """The palette token each target pixel should get, ``[b, H, W]`` over the examples that use the palette head,
+    and ``target`` with the instance examples repainted to match.
+
+    A pixel's token is the nearest valid palette entry to its colour (targets are painted in exactly those
+    colours). Instance targets use the slot colours in an arbitrary order, so for them the target instances are
+    matched one-to-one to the slots the model already prefers for them (Hungarian, on the mean log-probability of
+    each slot over each instance), as DETR-style set prediction does: the model may give any instance any slot, as
+    long as they differ. Their RGB target is repainted in the matched colours."""
+    from scipy.optimize import linear_sum_assignment
+
     uses = aux["uses_palette"]
-    if not bool(uses.any()):
-        zero = target.sum() * 0.0
-        return zero, zero
     t01 = (target[uses] + 1.0) / 2.0  # [b, 3, H, W]
     dist = ((t01[:, None] - colors[uses][:, :, :, None, None]) ** 2).sum(2)  # [b, L, H, W]
     dist = dist.masked_fill(~aux["valid"][uses][:, :, None, None], float("inf"))
     index = dist.argmin(dim=1)
+    instances = aux["is_instances"][uses]
+    if not bool(instances.any()):
+        return index, target
+    target = target.clone()
+    rows = torch.nonzero(uses).flatten()
+    logp = aux["logits"][uses].detach().float().log_softmax(dim=1)  # [b, L, H, W]
+    for j in torch.nonzero(instances).flatten().tolist():
+        slots = torch.nonzero(aux["is_class"][rows[j]]).flatten()  # the slot tokens
+        groups = slots[torch.isin(slots, index[j].unique())]  # slot colours the target uses, one per instance
+        if len(groups) == 0:
+            continue
+        member = (index[j][None] == groups[:, None, None]).to(logp.dtype)  # [G, H, W]
+        cost = -torch.einsum("ghw,shw->gs", member, logp[j][slots]) / member.sum((1, 2))[:, None]
+        g, s = linear_sum_assignment(cost.cpu().numpy())
+        lut = torch.arange(logp.shape[1], device=index.device)
+        lut[groups[g]] = slots[s]
+        index[j] = lut[index[j]]
+        target[rows[j]] = colors[rows[j]][index[j]].permute(2, 0, 1) * 2.0 - 1.0
+    return index, target
+
+
+def _palette_terms(aux: dict[str, torch.Tensor], index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    uses = aux["uses_palette"]
     logits = aux["logits"][uses]
     ce = torch.nn.functional.cross_entropy(logits, index)
     probs = logits.softmax(dim=1)
@@ -238,6 +264,19 @@ def palette_losses(
     dice = 1.0 - (2.0 * inter + 1.0) / (probs.sum((2, 3)) + onehot.sum((2, 3)) + 1.0)  # [b, L]
     is_class = aux["is_class"][uses].to(dice.dtype)
     return ce, (dice * is_class).sum() / is_class.sum().clamp_min(1.0)
+
+
+def palette_losses(
+    aux: dict[str, torch.Tensor], target: torch.Tensor, colors: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The palette head's losses over the examples that use it (semantic, referring, instances): the cross-entropy
+    of its logits against :func:`palette_targets`, and a soft Dice per class or instance slot (1 - Dice, smoothed
+    by 1 pixel, so a class the target lacks, or a second slot on one instance, is penalised by the mass given to
+    it). Cross-entropy alone lets the background swallow small regions."""
+    if not bool(aux["uses_palette"].any()):
+        zero = target.sum() * 0.0
+        return zero, zero
+    return _palette_terms(aux, palette_targets(aux, target, colors)[0])
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints
@@ -492,13 +531,16 @@ def decoded_losses(
     """Losses of a clean-target prediction: on the decoded RGB value (depth curve, normals, colour), for latent
     models the latent MSE too, and with a palette head's ``aux`` (and the prompts' ``colors``) its cross-entropy and
     Dice as ``seg_ce``."""
+    index = None
+    if aux and bool(aux["uses_palette"].any()):
+        assert colors is not None, "the palette losses need the prompts' colours"
+        index, target_rgb = palette_targets(aux, target_rgb, colors)  # instances: repainted in matched slots
     losses = _losses(model.from_target_space(pred), target_rgb, specs, tc)
     if model.denoises_latents:
         losses["latent"] = torch.nn.functional.mse_loss(pred, target_space)
         losses["total"] = losses["total"] + losses["latent"]
     if aux:
-        assert colors is not None, "the palette losses need the prompts' colours"
-        ce, dice = palette_losses(aux, target_rgb, colors)
+        ce, dice = _palette_terms(aux, index) if index is not None else (losses["rgb"] * 0.0,) * 2
         losses["seg_ce"] = ce * tc.seg_ce_weight + dice * tc.seg_dice_weight
         losses["total"] = losses["total"] + losses["seg_ce"]
     return losses

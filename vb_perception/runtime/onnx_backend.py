@@ -17,15 +17,20 @@ SPEC_KEY = "vb_perception.spec"
 _PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 
-def read_spec(path: str | Path) -> ExportSpec:
-    """The export descriptor stored in an ``.onnx`` file (without loading its weights)."""
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of an ``.onnx`` file (its weights are read too: ``onnx.load`` has no header-only mode)."""
     import onnx
 
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError, OSError, ... for a broken file
         raise BackendError(f"{path}: not a readable ONNX file ({exc}); export it with `vb-perception export`") from exc
-    meta = {p.key: p.value for p in model.metadata_props}
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def read_spec(path: str | Path) -> ExportSpec:
+    """The export descriptor stored in an ``.onnx`` file."""
+    meta = read_metadata(path)
     if SPEC_KEY not in meta:
         raise BackendError(
             f"{path}: an ONNX file without vb_perception metadata; export it with `vb-perception export`"

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from vb_perception.runtime.base import Backend, BackendError, log
-from vb_perception.runtime.onnx_backend import read_spec
+from vb_perception.runtime.onnx_backend import read_metadata, read_spec
 
 __all__ = ["MAX_OPSET", "MIN_OPSET", "TensorRTBackend", "check_onnx_for_tensorrt", "engine_key"]
 
@@ -92,6 +92,11 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
 
     def __init__(self, path: str | Path, fp16: bool = True, cache_dir: str | Path | None = None, **_: Any) -> None:
+        if Path(path).suffix.lower() == ".onnx" and "quantization" in read_metadata(path):
+            raise BackendError(
+                f"{path} is the int8 copy for ONNX Runtime on CPUs (activations with zero points, which TensorRT's "
+                "explicit int8 does not take); build the TensorRT engine from the fp32 export (fp16 on the GPU)"
+            )
         try:
             import tensorrt as trt
             import torch

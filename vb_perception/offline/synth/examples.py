@@ -7,7 +7,8 @@ target by the codecs, so training and inference share one interface:
   as the far end of the curve (white for hilbert);
 * normals: ``(n + 1) / 2`` in the camera frame;
 * semantic: a random palette for 1-5 visible classes (sometimes one absent class, which must stay unpainted);
-* instances: one object class, each instance in a distinct colour the prompt does not name;
+* instances: one object class, each instance in a distinct colour the prompt does not name (the generator's
+  instance slot colours, in a random order);
 * referring: 1-2 objects picked out by unique expressions, each in its prompt colour.
 """
 
@@ -20,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vb_perception.codecs import encode_depth, encode_normals
-from vb_perception.colors import RGB, color_distance, color_names
+from vb_perception.colors import RGB, color_distance, color_names, instance_slots
 from vb_perception.offline.synth.attributes import InstanceInfo
 from vb_perception.offline.synth.generate import OBJECT_CLASSES
 from vb_perception.offline.synth.render import Sample
@@ -48,7 +49,6 @@ DEFAULT_TASK_MIX: dict[str, float] = {
 #: Share of depth targets drawn with an augmentation colormap instead of the paper's (hilbert) encoding.
 DEPTH_COLORMAP_AUGMENT = 0.25
 _MIN_AREA_PX = 12
-_INSTANCE_COLOR_DISTANCE = 90.0
 
 
 @dataclass(frozen=True)
@@ -143,9 +143,11 @@ def make_example(
         if classes:
             cls = rng.choice(classes)
             bg = _background(rng)
-            members = [i.id for i in sample.instances if i.class_name == cls]
-            palette = _random_colors(rng, len(members), [bg], _INSTANCE_COLOR_DISTANCE)
-            instance_colors = dict(zip(members, palette))
+            members = [i.id for i in sample.instances if i.class_name == cls and i.area_px > 0]
+            # The generator paints instances in its fixed slot colours (any permutation: training matches slots
+            # to instances); more visible instances than slots (rare: rows of buildings) share colours.
+            slots = rng.sample(instance_slots(bg), len(instance_slots(bg)))
+            instance_colors = {m: slots[k % len(slots)] for k, m in enumerate(members)}
             spec = InstanceSpec(cls, bg)
         else:
             chosen = "depth"

@@ -1,0 +1,136 @@
+"""``vb-perception export --int8``: an int8 copy of an exported ONNX graph, for ONNX Runtime on CPUs.
+
+ONNX Runtime's static quantization (``onnxruntime.quantization``) rewrites the convolutions and matrix products as
+QDQ int8 (weights per output channel, activations per tensor). The activation ranges come from calibration frames
+that look like the robot's: synthetic renders from their own seed (neither the training nor the held-out split),
+each asked for every task (depth, normals, semantic, instances, referring) at the export's processing size. The
+result is a normal ``.onnx`` file with the same inputs, outputs and metadata (plus ``quantization``), so every
+consumer of the fp32 export (``predict --backend onnxruntime --engine``, the node, ``eval``) runs it unchanged.
+Activations are unsigned with zero points (ONNX Runtime's fast u8s8 kernels on x86), which TensorRT's explicit int8
+does not take: GPUs build their fp16 engine from the fp32 export. Accuracy against fp32 and speed: README.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from vb_perception.errors import VbPerceptionError
+from vb_perception.runtime.onnx_backend import SPEC_KEY, read_metadata
+
+__all__ = ["CALIBRATION_SEED", "calibration_feeds", "int8_path", "quantize_int8"]
+
+#: Seed of the calibration renders (training uses 1000, the held-out split 777).
+CALIBRATION_SEED = 555
+_TASKS = ("depth", "normals", "semantic", "instances", "referring")
+
+
+def int8_path(onnx_path: str | Path) -> Path:
+    """Where the int8 copy of ``onnx_path`` goes by default: ``<stem>-int8.onnx`` next to it."""
+    p = Path(onnx_path)
+    return p.with_name(p.stem + "-int8.onnx")
+
+
+def calibration_feeds(
+    onnx_path: str | Path, frames: int, seed: int = CALIBRATION_SEED
+) -> Iterator[dict[str, np.ndarray]]:
+    """The exported graph's inputs for ``frames`` synthetic frames: one batch of every task per frame, the camera
+    image resized to the export's optimal processing size, prompts and tokens as the pipeline makes them."""
+    import torch
+
+    from vb_perception.model.conditioning import batch_tokens, tokens_for
+    from vb_perception.model.text import TextEncoder
+    from vb_perception.offline.synth.dataset import SynthConfig, render_sample
+    from vb_perception.offline.synth.examples import make_example
+    from vb_perception.offline.synth.raycast import make_raycaster
+    from vb_perception.runtime.spec import ExportSpec
+
+    meta = read_metadata(onnx_path)
+    spec = ExportSpec.from_json(meta[SPEC_KEY])
+    opt = spec.shapes(1)["image"]
+    h, w = int(opt[2]), int(opt[3])
+    text = TextEncoder()
+    synth = SynthConfig(res_px=max(h, w), seed=seed)
+    caster = make_raycaster(synth.backend, synth.device)
+    gen = torch.Generator().manual_seed(seed)
+    for i in range(frames):
+        sample = render_sample(synth, i, caster)
+        rng = random.Random(f"calibration/{i}")
+        examples = [make_example(sample, rng, task=t) for t in _TASKS[: spec.dims["batch"][2]]]
+        x = torch.tensor(sample.rgb).permute(2, 0, 1)[None].float()
+        x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+        x = (x / 127.5 - 1.0).expand(len(examples), -1, -1, -1).contiguous()
+        cond = batch_tokens([tokens_for(e.prompt, e.spec) for e in examples], text, torch.device("cpu"))
+        noise = torch.randn(x.shape, generator=gen)
+        tensors = [x, noise, *cond]
+        yield {t.name: v.numpy() for t, v in zip(spec.inputs, tensors)}
+
+
+def quantize_int8(
+    onnx_path: str | Path, out: str | Path | None = None, frames: int = 16, progress: bool = True
+) -> Path:
+    """Write the int8 (QDQ) copy of an fp32 export calibrated on ``frames`` synthetic frames; returns its path."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
+    from tqdm import tqdm
+
+    src = Path(onnx_path)
+    if not src.is_file():
+        raise VbPerceptionError(f"{src}: no such ONNX file; run `vb-perception export --backend onnx` first")
+    meta = read_metadata(src)
+    if SPEC_KEY not in meta:
+        raise VbPerceptionError(f"{src}: not a vb_perception export (no export descriptor in its metadata)")
+    if "quantization" in meta:
+        raise VbPerceptionError(f"{src} is already quantized ({meta['quantization']}); quantize the fp32 export")
+    if frames < 1:
+        raise VbPerceptionError("--calibration-frames must be at least 1")
+    dst = Path(out) if out else int8_path(src)
+
+    class _Reader(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            feeds = calibration_feeds(src, frames)
+            self.feeds = iter(tqdm(feeds, total=frames, desc="int8 calibration", unit="frame", disable=not progress))
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.feeds, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        quantize_static(
+            str(pre),
+            str(Path(tmp) / "int8.onnx"),
+            _Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["Conv", "MatMul"],
+        )
+        model = onnx.load(str(Path(tmp) / "int8.onnx"))
+    used = {n.domain for n in model.graph.node} | {""}
+    keep = [o for o in model.opset_import if o.domain in used]  # the pre-processing declares domains it never uses
+    del model.opset_import[:]
+    model.opset_import.extend(keep)
+    kept = {p.key for p in model.metadata_props}
+    for key, value in meta.items():
+        if key not in kept:
+            model.metadata_props.add(key=key, value=value)
+    note = {"scheme": "int8 QDQ (Conv, MatMul), weights per channel", "calibration_frames": frames}
+    model.metadata_props.add(key="quantization", value=json.dumps(note))
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dst = dst.with_suffix(".tmp")
+    onnx.save(model, str(tmp_dst))
+    tmp_dst.replace(dst)
+    return dst
