@@ -10,6 +10,7 @@ yuv422 / uyvy (UYVY), yuyv / yuv422_yuy2 (YUYV), and ``sensor_msgs/CompressedIma
 
 from __future__ import annotations
 
+import array
 import io
 from collections.abc import Sequence
 from typing import Any
@@ -132,15 +133,27 @@ _OUT = {
 
 
 def _new(cls: type, **fields: Any) -> Any:
-    """A message from keyword fields. rclpy classes take ``bytes`` for ``uint8[]`` (a numpy array there costs a
-    per-element conversion); rosbags' dataclasses (offline replay) take numpy arrays and need every field."""
+    """A message from keyword fields; ``uint8[]`` fields may be ``bytes`` or a C-contiguous numpy array (its bytes).
+
+    rclpy classes get each buffer as an ``array.array('B')`` through the field's setter, which keeps it as it is:
+    one copy in all (the constructor, or a ``bytes`` value, would copy once more, and a numpy array there costs a
+    per-element conversion). rosbags' dataclasses (offline replay) take numpy uint8 arrays and need every field."""
     if hasattr(cls, "__msgtype__"):
         for key, value in fields.items():
             if isinstance(value, bytes):
                 fields[key] = np.frombuffer(value, np.uint8)
+            elif isinstance(value, np.ndarray):
+                fields[key] = value.reshape(-1).view(np.uint8)
             elif isinstance(value, list) and value and isinstance(value[0], float):
                 fields[key] = np.asarray(value, np.float64)
-    return cls(**fields)
+        return cls(**fields)
+    buffers = {k: v for k, v in fields.items() if isinstance(v, (bytes, np.ndarray))}
+    msg = cls(**{k: v for k, v in fields.items() if k not in buffers})
+    for key, value in buffers.items():
+        buf = array.array("B")
+        buf.frombytes(memoryview(value).cast("B"))
+        setattr(msg, key, buf)
+    return msg
 
 
 def numpy_to_image(array: NDArray[Any], header: Any, image_cls: type) -> Any:
@@ -160,7 +173,7 @@ def numpy_to_image(array: NDArray[Any], header: Any, image_cls: type) -> Any:
         encoding=encoding,
         is_bigendian=0,
         step=int(a.shape[1]) * px_bytes,
-        data=a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes(),
+        data=np.ascontiguousarray(a.astype(a.dtype.newbyteorder("<"), copy=False)),
     )
 
 
@@ -244,6 +257,6 @@ def packed_pointcloud2(
         is_bigendian=False,
         point_step=4 * len(names),
         row_step=4 * len(names) * n,
-        data=np.ascontiguousarray(data, dtype="<f4").tobytes(),
+        data=np.ascontiguousarray(data, dtype="<f4"),
         is_dense=True,
     )
