@@ -64,11 +64,11 @@ class GeneratorConfig:
     #: 1, or 2: the UNet runs at half resolution on pixel-unshuffled input (4x the channels) and pixel-shuffles its
     #: output back: about 3x fewer FLOPs at the same output size (DepthToSpace / SpaceToDepth in ONNX and TensorRT).
     space_to_depth: int = 1
-    #: 0, or the width of per-pixel palette features: for semantic and referring prompts the predicted target is a
-    #: softmax mixture of the *requested* colours (background + one per class), for instance prompts of the
-    #: background and the instance slot colours, with logits = pixel features . projected prompt tokens, so the
-    #: colours come out exact wherever the model is sure; depth and normals use the free RGB output. Trained with a
-    #: cross-entropy and Dice on the logits next to the decoded-value losses (instances: after matching slots).
+    #: 0, or the width of per-pixel palette features. For semantic and referring prompts the predicted target is a
+    #: softmax mixture of the *requested* colours (background + one per class); for instance-segmentation prompts,
+    #: of the background and the fixed instance slot colours. Logits = pixel features . projected prompt tokens, so
+    #: the colours come out exact wherever the model is sure; depth and normals use the free RGB output. Trained
+    #: with cross-entropy and Dice on the logits next to the decoded-value losses (instances: after slot matching).
     palette_head_dim: int = 0
     default_steps: int = 1
     model_version: str = "untrained"
