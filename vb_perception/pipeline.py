@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -38,6 +39,7 @@ __all__ = [
     "Perception",
     "SegmentationResult",
     "default_model_dir",
+    "network_image",
 ]
 
 MODEL_ENV = "VB_PERCEPTION_MODEL"
@@ -119,6 +121,16 @@ def processing_size(height: int, width: int, short_px: int, multiple: int = 8) -
     scale = short_px / min(height, width)
     m = multiple
     return max(m, round(height * scale / m) * m), max(m, round(width * scale / m) * m)
+
+
+def network_image(image: NDArray[np.uint8], h: int, w: int, n: int, device: Any = "cpu") -> Any:
+    """The camera image ``HxWx3`` uint8 as the generator's image input: ``[n, 3, h, w]`` float32 in [-1, 1]
+    (antialiased bilinear resize), one row per prompt."""
+    import torch
+
+    x = torch.tensor(image, dtype=torch.float32, device=device).permute(2, 0, 1)[None]
+    x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+    return (x / 127.5 - 1.0).expand(n, -1, -1, -1)
 
 
 def _resize_float(a: NDArray[np.float32], h: int, w: int) -> NDArray[np.float32]:
@@ -218,9 +230,7 @@ class Perception:
         from vb_perception.model.conditioning import batch_tokens, tokens_for
 
         h, w = processing_size(image.shape[0], image.shape[1], self.resolution_px, self.size_multiple)
-        x = torch.tensor(image, dtype=torch.float32, device=self.device).permute(2, 0, 1)[None]
-        x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
-        x = (x / 127.5 - 1.0).expand(len(specs), -1, -1, -1)
+        x = network_image(image, h, w, len(specs), self.device)
         key = tuple(prompts)
         cond = self._cond_cache.get(key)
         if cond is None:

@@ -48,6 +48,7 @@ def calibration_feeds(
     from vb_perception.offline.synth.dataset import SynthConfig, render_sample
     from vb_perception.offline.synth.examples import make_example
     from vb_perception.offline.synth.raycast import make_raycaster
+    from vb_perception.pipeline import network_image
     from vb_perception.runtime.spec import ExportSpec
 
     meta = read_metadata(onnx_path)
@@ -62,9 +63,7 @@ def calibration_feeds(
         sample = render_sample(synth, i, caster)
         rng = random.Random(f"calibration/{i}")
         examples = [make_example(sample, rng, task=t) for t in _TASKS[: spec.dims["batch"][2]]]
-        x = torch.tensor(sample.rgb).permute(2, 0, 1)[None].float()
-        x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
-        x = (x / 127.5 - 1.0).expand(len(examples), -1, -1, -1).contiguous()
+        x = network_image(sample.rgb, h, w, len(examples)).contiguous()
         cond = batch_tokens([tokens_for(e.prompt, e.spec) for e in examples], text, torch.device("cpu"))
         noise = torch.randn(x.shape, generator=gen)
         tensors = [x, noise, *cond]

@@ -173,7 +173,7 @@ def numpy_to_image(array: NDArray[Any], header: Any, image_cls: type) -> Any:
         encoding=encoding,
         is_bigendian=0,
         step=int(a.shape[1]) * px_bytes,
-        data=np.ascontiguousarray(a.astype(a.dtype.newbyteorder("<"), copy=False)),
+        data=a.astype(a.dtype.newbyteorder("<"), copy=False),  # contiguous: a is, and a byte swap copies
     )
 
 

@@ -146,7 +146,8 @@ def make_example(
             members = [i.id for i in sample.instances if i.class_name == cls and i.area_px > 0]
             # The generator paints instances in its fixed slot colours (any permutation: training matches slots
             # to instances); more visible instances than slots (rare: rows of buildings) share colours.
-            slots = rng.sample(instance_slots(bg), len(instance_slots(bg)))
+            free = instance_slots(bg)
+            slots = rng.sample(free, len(free))
             instance_colors = {m: slots[k % len(slots)] for k, m in enumerate(members)}
             spec = InstanceSpec(cls, bg)
         else:
