@@ -35,11 +35,16 @@ def _instance(d: dict[str, object]) -> InstanceInfo:
 
 
 class SampleCache:
-    """Random access to ``<index>.npz`` + ``<index>.json`` pairs in ``folder``."""
+    """Random access to ``<index>.npz`` + ``<index>.json`` pairs in ``folder`` (only indices below ``limit`` when
+    given)."""
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, limit: int | None = None) -> None:
         self.folder = Path(folder)
-        self.indices = sorted(int(p.stem) for p in self.folder.glob("*.npz") if p.stem.isdigit())
+        self.indices = sorted(
+            int(p.stem)
+            for p in self.folder.glob("*.json")
+            if p.stem.isdigit() and (limit is None or int(p.stem) < limit) and p.with_suffix(".npz").is_file()
+        )
         if not self.indices:
             raise SynthError(f"{self.folder}: no samples; create them with vb-perception synth --out {self.folder}")
 
@@ -63,7 +68,8 @@ class SampleCache:
 
 
 def ensure_cache(folder: str | Path, cfg: SynthConfig, n: int, workers: int | None = None) -> SampleCache:
-    """Render whatever of samples 0..n-1 is missing in ``folder`` (all of them when the config changed)."""
+    """Render whatever of samples 0..n-1 is missing in ``folder`` (all of them when the config changed); a larger
+    ``n`` than before renders only the new samples. The cache reads samples 0..n-1."""
     root = Path(folder)
     meta = root / "config.json"
     same = meta.is_file() and {k: v for k, v in json.loads(meta.read_text()).items() if k not in ("n", "format")} == {
@@ -71,5 +77,5 @@ def ensure_cache(folder: str | Path, cfg: SynthConfig, n: int, workers: int | No
     }
     have = {int(p.stem) for p in root.glob("*.json") if p.stem.isdigit()} if same else set()
     if len(have & set(range(n))) < n:
-        write_dataset(cfg, n, root, fmt="npz", workers=workers)
-    return SampleCache(root)
+        write_dataset(cfg, n, root, fmt="npz", workers=workers, skip=have)
+    return SampleCache(root, limit=n)

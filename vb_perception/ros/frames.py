@@ -91,7 +91,8 @@ def merge_labels(per_prompt: Sequence[NDArray[np.int32]], counts: Sequence[int])
 
 def overlay(image: NDArray[np.uint8], labels: NDArray[np.integer], colors: NDArray[np.uint8]) -> NDArray[np.uint8]:
     """Image with each labelled pixel blended 55 % with its class colour (``colors[i - 1]`` for id i); ids without a
-    colour are left alone. PIL does the blend in one masked paste (about 2.5 ms at 640x480 here)."""
+    colour are left alone. PIL does it in two passes: the ids through an RGBA palette (alpha 0 where unlabelled), then
+    one paste with that alpha as the mask (about 1.8 ms at 640x480 here)."""
     from PIL import Image
 
     k = len(colors)
@@ -102,13 +103,14 @@ def overlay(image: NDArray[np.uint8], labels: NDArray[np.integer], colors: NDArr
         ids = labels.astype(np.uint8, copy=False)
     else:
         ids = np.where((labels > 0) & (labels <= k), labels, 0).astype(np.uint8)
-    palette = np.zeros((256, 3), np.uint8)
-    palette[1 : k + 1] = colors
+    palette = np.zeros((256, 4), np.uint8)
+    palette[1 : k + 1, :3] = colors
+    palette[1 : k + 1, 3] = round(0.55 * 255)
     coloured = Image.fromarray(ids, "P")
-    coloured.putpalette(palette.ravel().tolist())
-    alpha = Image.fromarray(ids, "L").point([0] + [round(0.55 * 255)] * 255)  # 0 where unlabelled
+    coloured.putpalette(palette.tobytes(), "RGBA")
+    coloured = coloured.convert("RGBA")
     out = Image.fromarray(np.ascontiguousarray(image))
-    out.paste(coloured.convert("RGB"), (0, 0), alpha)
+    out.paste(coloured, (0, 0), coloured)
     return np.asarray(out)
 
 

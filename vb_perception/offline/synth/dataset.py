@@ -10,7 +10,7 @@ import json
 import os
 import random
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,9 +108,16 @@ def _worker_write(args: tuple[SynthConfig, int, Path, str]) -> int:
 
 
 def write_dataset(
-    cfg: SynthConfig, n: int, out_dir: Path, fmt: str = "npz", workers: int | None = None, progress: bool = True
+    cfg: SynthConfig,
+    n: int,
+    out_dir: Path,
+    fmt: str = "npz",
+    workers: int | None = None,
+    progress: bool = True,
+    skip: Collection[int] = (),
 ) -> float:
-    """Render samples 0..n-1 into ``out_dir`` (``<index>.npz`` + ``<index>.json``); returns samples per second."""
+    """Render samples 0..n-1 into ``out_dir`` (``<index>.npz`` + ``<index>.json``), except those in ``skip`` (already
+    there); returns samples per second."""
     import time
 
     from tqdm import tqdm
@@ -121,10 +128,12 @@ def write_dataset(
     (out_dir / "config.json").write_text(json.dumps({"n": n, "format": fmt, **cfg.__dict__}, indent=1) + "\n")
     workers = workers or min(os.cpu_count() or 1, 8)
     start = time.perf_counter()
-    bar = tqdm(total=n, desc="synth", unit="sample", disable=not progress)
-    if workers <= 1 or n < 64:  # worker start-up (~5 s each) only pays off for larger batches
+    skipped = set(skip)
+    todo = [i for i in range(n) if i not in skipped]
+    bar = tqdm(total=len(todo), desc="synth", unit="sample", disable=not progress)
+    if workers <= 1 or len(todo) < 64:  # worker start-up (~5 s each) only pays off for larger batches
         caster = make_raycaster(cfg.backend, cfg.device)
-        for i in range(n):
+        for i in todo:
             _write_one(cfg, i, out_dir, fmt, caster)
             bar.update()
     else:
@@ -133,10 +142,10 @@ def write_dataset(
         with ProcessPoolExecutor(
             workers, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(cfg,)
         ) as pool:
-            for _ in pool.map(_worker_write, [(cfg, i, out_dir, fmt) for i in range(n)], chunksize=4):
+            for _ in pool.map(_worker_write, [(cfg, i, out_dir, fmt) for i in todo], chunksize=4):
                 bar.update()
     bar.close()
-    return n / (time.perf_counter() - start)
+    return len(todo) / max(time.perf_counter() - start, 1e-9)
 
 
 def load_sample(path: str | Path) -> dict[str, np.ndarray]:

@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Bundle a training run's model as ``models/vb-mini``: weights, provenance, eval reports and the model card.
+
+Usage:
+    python scripts/bundle.py out/runs/vb-mini2b/model --segment vb-mini2b \\
+        [--continued "from step 7400 a second run ..."] [--heldout out/heldout64] [--n 100]
+
+A bundle's training can span several runs, each started from the previous bundle (``init_from``). The bundle's
+``config.json`` notes list them as ``segments`` ({segment, steps, samples_seen, train_wall_s}); bundling a later
+checkpoint of the same segment replaces that segment's entry, so steps, examples and wall time stay cumulative and
+the version reads ``<first run>@<total steps>``. The script then runs ``eval`` on the held-out split (1 and 2
+steps) and on the TUM frame, stores the reports next to the weights and rewrites ``MODEL_CARD.md``
+(``scripts/model_card.py``). Make the held-out split first:
+``vb-perception synth --heldout --n 200 --res 64 --out out/heldout64``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+BUNDLE = Path("models/vb-mini")
+TUM = "vb_perception/data/tum_rgbd"
+
+
+def segments_of(notes: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs behind a bundle; a bundle from before segments were recorded is one segment (its own run)."""
+    if "segments" in notes:
+        return [dict(s) for s in notes["segments"]]
+    keys = ("step", "samples_seen", "train_wall_s")
+    return [{"segment": notes["run"], "steps": notes["step"]} | {k: notes[k] for k in keys[1:]}]
+
+
+def merged_notes(old: dict[str, Any], run: dict[str, Any], segment: str, continued: str | None) -> dict[str, Any]:
+    """``old`` bundle notes + one more segment (``run``: the new checkpoint's notes), totals summed."""
+    segs = [s for s in segments_of(old) if s["segment"] != segment]
+    segs.append(
+        {
+            "segment": segment,
+            "steps": run["step"],
+            "samples_seen": run["samples_seen"],
+            "train_wall_s": run["train_wall_s"],
+        }
+    )
+    notes = {k: v for k, v in old.items() if k not in ("segments",)}
+    notes |= {
+        "step": sum(s["steps"] for s in segs),
+        "samples_seen": sum(s["samples_seen"] for s in segs),
+        "train_wall_s": sum(s["train_wall_s"] for s in segs),
+        "segments": segs,
+    }
+    if continued and continued not in notes.get("continued", ""):
+        notes["continued"] = f"{notes['continued']}; {continued}" if notes.get("continued") else continued
+    return notes
+
+
+def _eval(out: Path, name: str, *args: str) -> None:
+    from vb_perception.cli import main as cli
+
+    folder = Path("out/bundle-eval") / name
+    if cli(["eval", "--model", str(BUNDLE), "--out", str(folder), *args]) != 0:
+        raise SystemExit(f"eval {name} failed")
+    report = json.loads((folder / "eval.json").read_text())
+    (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", type=Path, help="the run's exported model folder (<run_dir>/model or a snapshot)")
+    ap.add_argument("--segment", required=True, help="a name for this run (e.g. its run folder's name)")
+    ap.add_argument("--continued", default=None, help="what changed in this segment, for the card's history")
+    ap.add_argument(
+        "--cache-samples", default=None, help="the training cache, for the card (e.g. '60 000 cached samples')"
+    )
+    ap.add_argument("--heldout", default="out/heldout64")
+    ap.add_argument("--n", type=int, default=100)
+    args = ap.parse_args()
+
+    old = json.loads((BUNDLE / "config.json").read_text())
+    new = json.loads((args.model / "config.json").read_text())
+    notes = merged_notes(old["notes"], new["notes"], args.segment, args.continued)
+    if args.cache_samples:
+        notes["cache_samples"] = args.cache_samples
+    first_run = segments_of(old["notes"])[0]["segment"]
+    new |= {"notes": notes, "model_version": f"{first_run}@{notes['step']}"}
+    shutil.copyfile(args.model / "model.safetensors", BUNDLE / "model.safetensors")
+    (BUNDLE / "config.json").write_text(json.dumps(new, indent=2) + "\n")
+    print(f"bundled {new['model_version']} ({notes['samples_seen']:,} examples, {notes['train_wall_s'] / 3600:.1f} h)")
+
+    _eval(BUNDLE, "eval_heldout", "--data", args.heldout, "--n", str(args.n))
+    _eval(BUNDLE, "eval_heldout_2step", "--data", args.heldout, "--n", str(args.n), "--steps", "2")
+    _eval(BUNDLE, "eval_tum", "--data", TUM, "--depth-scale-m", "0.0002")
+    subprocess.run([sys.executable, "scripts/model_card.py", str(BUNDLE)], check=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""scripts/bundle.py keeps a bundle's provenance cumulative across the runs that trained it."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bundle.py"
+spec = importlib.util.spec_from_file_location("bundle", SCRIPT)
+assert spec is not None and spec.loader is not None
+bundle = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bundle)
+
+FIRST = {"run": "vb-mini2", "step": 7400, "samples_seen": 118400, "train_wall_s": 14875, "continued": "dice at 1700"}
+
+
+def _run(step: int) -> dict[str, object]:
+    return {"run": "vb-mini2", "step": step, "samples_seen": step * 16, "train_wall_s": step * 2}
+
+
+def test_a_second_run_adds_a_segment_and_sums_the_totals() -> None:
+    notes = bundle.merged_notes(FIRST, _run(1000), "vb-mini2b", "then a second run")
+    assert [s["segment"] for s in notes["segments"]] == ["vb-mini2", "vb-mini2b"]
+    assert notes["step"] == 8400 and notes["samples_seen"] == 118400 + 16000 and notes["train_wall_s"] == 14875 + 2000
+    assert notes["continued"] == "dice at 1700; then a second run"
+
+
+def test_a_later_checkpoint_of_the_same_run_replaces_its_segment() -> None:
+    once = bundle.merged_notes(FIRST, _run(1000), "vb-mini2b", "then a second run")
+    twice = bundle.merged_notes(once, _run(2500), "vb-mini2b", "then a second run")
+    assert [s["steps"] for s in twice["segments"]] == [7400, 2500]
+    assert twice["step"] == 9900 and twice["continued"] == once["continued"]  # said once, not twice
