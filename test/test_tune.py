@@ -95,3 +95,40 @@ def test_the_palette_head_and_space_to_depth_train_with_their_losses(tmp_path: P
     assert [int(r["step"]) for r in rows] == [1, 2] and all(float(r["seg_ce"]) > 0 for r in rows)
     model = VBGenerator.from_pretrained(run / "model")
     assert model.config.space_to_depth == 2 and model.config.palette_head_dim == 8
+
+
+def test_batch_workers_give_the_same_batches_as_the_training_process(tmp_path: Path) -> None:
+    from vb_perception.offline.tune import _Examples, step_batches
+
+    cfg = load_tune_config(TINY, {"data.cache_dir": str(tmp_path / "cache")})
+    data = _Examples(cfg)
+    here = list(step_batches(data, 2, 4, workers=0))
+    ahead = list(step_batches(data, 2, 4, workers=1))  # a spawned process, its own copy of the examples
+    assert len(here) == len(ahead) == 2
+    for (img_a, tgt_a, tok_a, spec_a), (img_b, tgt_b, tok_b, spec_b) in zip(here, ahead):
+        assert torch.equal(img_a, img_b) and torch.equal(tgt_a, tgt_b)
+        assert tok_a == tok_b and spec_a == spec_b
+
+
+def test_live_rendering_draws_several_examples_from_each_render(tmp_path: Path) -> None:
+    from vb_perception.offline.tune import _Examples
+
+    cfg = load_tune_config(TINY, {"data.cache_dir": None, "data.examples_per_render": 2, "train.batch_size": 4})
+    data = _Examples(cfg)
+    img = data.batch(0)[0]
+    assert img.shape[0] == 4
+    # examples 0, 1 share render 0 and examples 2, 3 render 1: the batch rendered twice, not four times
+    assert data._last is not None and data._last[0] == 1
+    first, second = data.sample(None, 0), data.sample(None, 2)  # type: ignore[arg-type]
+    assert first.seed == 0 and second.seed == 1
+
+
+def test_max_wall_s_stops_early_and_saves_a_resumable_checkpoint(tmp_path: Path) -> None:
+    assert _tune(tmp_path, "--set", "train.max_wall_s=0.001", "--set", "train.checkpoint_every=100") == 0
+    run = tmp_path / "run"
+    model = VBGenerator.from_pretrained(run / "model")
+    step = int(model.config.model_version.split("@")[1])
+    assert step == 1  # one step at least, then stopped before max_steps, yet exported where it stopped
+    assert (run / "checkpoint" / "state.json").is_file()
+    assert _tune(tmp_path, "--set", "train.checkpoint_every=100") == 0  # resumes and finishes
+    assert VBGenerator.from_pretrained(run / "model").config.model_version == "tiny@4"

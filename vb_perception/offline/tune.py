@@ -51,6 +51,8 @@ class DataConfig:
     task_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TASK_MIX))
     backend: str = "auto"
     device: str = "cpu"
+    workers: int = 0  # processes preparing batches ahead of the training step (0: in the training process)
+    examples_per_render: int = 1  # live rendering: training examples drawn from each render (each its own task)
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
+    max_wall_s: float = 0.0  # stop this invocation (checkpoint + export) after this many seconds; 0 = no limit
+    mixed_precision: str = "no"  # "bf16" / "fp16" autocast on GPUs (accelerate); CPUs always train in fp32
 
 
 @dataclass(frozen=True)
@@ -145,23 +149,31 @@ class _Examples:
             device=cfg.data.device,
         )
         self.synth = synth
+        self.cache = None
         if cfg.data.cache_dir:
             from vb_perception.offline.cache import ensure_cache
 
             self.cache = ensure_cache(cfg.data.cache_dir, synth, cfg.data.cache_size)
-        else:
-            from vb_perception.offline.synth.raycast import make_raycaster
+        self._caster: Any = None  # made on first use, in the process that renders (batch workers included)
+        self._last: tuple[int, Any] | None = None  # the latest live render, shared by examples_per_render slots
 
-            self.cache = None
-            self.caster = make_raycaster(cfg.data.backend, cfg.data.device)
+    def __getstate__(self) -> dict[str, Any]:  # batch workers make their own ray caster
+        return {**self.__dict__, "_caster": None, "_last": None}
 
     def sample(self, rng: random.Random, index: int) -> Any:
-        """A cached sample drawn with ``rng``, or (no cache) the live render number ``index``."""
+        """A cached sample drawn with ``rng``, or (no cache) the live render of example ``index`` (one render serves
+        ``examples_per_render`` consecutive examples)."""
         if self.cache is not None:
             return self.cache[rng.randrange(len(self.cache))]
         from vb_perception.offline.synth.dataset import render_sample
+        from vb_perception.offline.synth.raycast import make_raycaster
 
-        return render_sample(self.synth, index, self.caster)
+        render = index // max(1, self.cfg.data.examples_per_render)
+        if self._last is None or self._last[0] != render:
+            if self._caster is None:
+                self._caster = make_raycaster(self.cfg.data.backend, self.cfg.data.device)
+            self._last = (render, render_sample(self.synth, render, self._caster))
+        return self._last[1]
 
     def get(self, step: int, slot: int) -> tuple[np.ndarray, np.ndarray, PromptTokens, TaskSpec]:
         rng = random.Random(f"{self.cfg.train.seed}/{step}/{slot}")
@@ -184,6 +196,34 @@ class _Examples:
         img = torch.from_numpy(np.stack([i[0] for i in items])).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         tgt = torch.from_numpy(np.stack([i[1] for i in items])).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         return img, tgt, [i[2] for i in items], [i[3] for i in items]
+
+
+class _StepBatches(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    """Batches ``start``, ``start + 1``, ... of ``data`` for a ``DataLoader`` whose workers prepare them ahead."""
+
+    def __init__(self, data: _Examples, start: int, stop: int) -> None:
+        self.data, self.start, self.stop = data, start, stop
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.data.batch(self.start + i)
+
+
+def step_batches(data: _Examples, start: int, stop: int, workers: int) -> Any:
+    """The training batches from step ``start`` on: made in this process, or by ``workers`` processes ahead of the
+    step (the same batches either way: each depends only on its step)."""
+    if workers <= 0:
+        return (data.batch(s) for s in range(start, stop))
+    loader = torch.utils.data.DataLoader(
+        _StepBatches(data, start, stop),
+        batch_size=None,
+        num_workers=workers,
+        prefetch_factor=2,
+        multiprocessing_context="spawn",
+    )
+    return iter(loader)
 
 
 # ------------------------------------------------------------------------------------------------ losses
@@ -433,7 +473,8 @@ def train_loop(
     from diffusers.training_utils import EMAModel
     from tqdm import tqdm
 
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    on_gpu = torch.cuda.is_available()
+    accelerator = Accelerator(cpu=not on_gpu, mixed_precision=tc.mixed_precision if on_gpu else "no")
     model.train()
     params = [p for _, p in model.named_trainable()]
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
@@ -466,9 +507,13 @@ def train_loop(
         writer.writerow(["step", "loss"] + columns[1:] + ["lr", "samples_per_s", "elapsed_s"])
     bar = tqdm(total=tc.max_steps, initial=step, desc=f"{desc} {name}", unit="step", disable=not progress)
     window: list[float] = []
-    t_last = time.perf_counter()
+    t_last = t_start = time.perf_counter()
+    batches = step_batches(data, step, tc.max_steps, data.cfg.data.workers)
+    saved = first = step
     while step < tc.max_steps:
-        img, tgt, toks, specs = data.batch(step)
+        if tc.max_wall_s and step > first and time.perf_counter() - t_start > tc.max_wall_s:
+            break  # this invocation's time is up (after at least one step): save below, resume later
+        img, tgt, toks, specs = next(batches)
         img, tgt = img.to(accelerator.device), tgt.to(accelerator.device)
         gen = torch.Generator().manual_seed(tc.seed * 1_000_003 + step)
         cond = raw.conditioning(toks, text)
@@ -507,15 +552,34 @@ def train_loop(
             _save_checkpoint(run / "checkpoint", raw, ema, opt, step, elapsed)
             info = notes | {"step": step, "samples_seen": step * tc.batch_size, "train_wall_s": round(elapsed)}
             _export(run / "model", raw, ema, name, step, info)
+            saved = step
         if accelerator.is_main_process and (step % tc.panel_every == 0 or step == tc.max_steps):
             from vb_perception.model.loading import load_generator
 
             panel_model = load_generator(run / "model", accelerator.device) if (run / "model").is_dir() else raw
             _panel(run / f"panel_{step:07d}.png", panel_model, text, data, steps=panel_steps)
             t_last = time.perf_counter()
+    del batches  # stops the batch workers
+    if accelerator.is_main_process and saved != step:  # stopped by max_wall_s between checkpoints
+        from vb_perception.model.loading import load_generator
+
+        _save_checkpoint(run / "checkpoint", raw, ema, opt, step, elapsed)
+        info = notes | {"step": step, "samples_seen": step * tc.batch_size, "train_wall_s": round(elapsed)}
+        _export(run / "model", raw, ema, name, step, info)
+        panel = run / f"panel_{step:07d}.png"
+        _panel(panel, load_generator(run / "model", accelerator.device), text, data, steps=panel_steps)
     bar.close()
     metrics.close()
     return run / "model"
+
+
+def full_precision(
+    pred: torch.Tensor, aux: dict[str, torch.Tensor] | None
+) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+    """A prediction (and palette head outputs) in fp32: decoded depth needs more than bf16's 8 mantissa bits."""
+    if aux is not None:
+        aux.update({k: v.float() for k, v in aux.items() if v.is_floating_point()})
+    return pred.float(), aux
 
 
 def decoded_losses(
@@ -615,6 +679,7 @@ def run_tune(cfg: TuneConfig, progress: bool = True) -> Path:
         noise = torch.randn(x0.shape, generator=gen).to(img.device)
         aux: dict[str, torch.Tensor] | None = {} if raw.has_palette_head else None
         pred = net(raw.prepare_image(img), sched.add_noise(x0, noise, t), t, cond, aux)
+        pred, aux = full_precision(pred, aux)  # bf16 / fp16 under mixed precision: losses in fp32
         return decoded_losses(raw, pred, x0, tgt, specs, tc, aux, cond[1])
 
     notes = {"run": cfg.name, "data_res_px": cfg.data.res_px} | ({"base": cfg.base} if cfg.base else {})

