@@ -508,6 +508,13 @@ def train_loop(
     bar = tqdm(total=tc.max_steps, initial=step, desc=f"{desc} {name}", unit="step", disable=not progress)
     window: list[float] = []
     t_last = t_start = time.perf_counter()
+
+    def save(step: int, elapsed: float) -> int:  # the resumable checkpoint and the exported EMA model
+        _save_checkpoint(run / "checkpoint", raw, ema, opt, step, elapsed)
+        info = notes | {"step": step, "samples_seen": step * tc.batch_size, "train_wall_s": round(elapsed)}
+        _export(run / "model", raw, ema, name, step, info)
+        return step
+
     batches = step_batches(data, step, tc.max_steps, data.cfg.data.workers)
     saved = first = step
     while step < tc.max_steps:
@@ -549,10 +556,7 @@ def train_loop(
             metrics.flush()
             bar.set_postfix(loss=f"{float(losses['total'].detach()):.4f}", sps=f"{rate:.1f}")
         if accelerator.is_main_process and (step % tc.checkpoint_every == 0 or step == tc.max_steps):
-            _save_checkpoint(run / "checkpoint", raw, ema, opt, step, elapsed)
-            info = notes | {"step": step, "samples_seen": step * tc.batch_size, "train_wall_s": round(elapsed)}
-            _export(run / "model", raw, ema, name, step, info)
-            saved = step
+            saved = save(step, elapsed)
         if accelerator.is_main_process and (step % tc.panel_every == 0 or step == tc.max_steps):
             from vb_perception.model.loading import load_generator
 
@@ -563,9 +567,7 @@ def train_loop(
     if accelerator.is_main_process and saved != step:  # stopped by max_wall_s between checkpoints
         from vb_perception.model.loading import load_generator
 
-        _save_checkpoint(run / "checkpoint", raw, ema, opt, step, elapsed)
-        info = notes | {"step": step, "samples_seen": step * tc.batch_size, "train_wall_s": round(elapsed)}
-        _export(run / "model", raw, ema, name, step, info)
+        save(step, elapsed)
         panel = run / f"panel_{step:07d}.png"
         _panel(panel, load_generator(run / "model", accelerator.device), text, data, steps=panel_steps)
     bar.close()
