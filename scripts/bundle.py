@@ -28,27 +28,27 @@ BUNDLE = Path("models/vb-mini")
 TUM = "vb_perception/data/tum_rgbd"
 
 
+def _segment(name: str, notes: dict[str, Any]) -> dict[str, Any]:
+    """One run's share of a bundle, from the notes its export wrote."""
+    return {
+        "segment": name,
+        "steps": notes["step"],
+        "samples_seen": notes["samples_seen"],
+        "train_wall_s": notes["train_wall_s"],
+    }
+
+
 def segments_of(notes: dict[str, Any]) -> list[dict[str, Any]]:
     """The runs behind a bundle; a bundle from before segments were recorded is one segment (its own run)."""
     if "segments" in notes:
         return [dict(s) for s in notes["segments"]]
-    keys = ("step", "samples_seen", "train_wall_s")
-    return [{"segment": notes["run"], "steps": notes["step"]} | {k: notes[k] for k in keys[1:]}]
+    return [_segment(notes["run"], notes)]
 
 
 def merged_notes(old: dict[str, Any], run: dict[str, Any], segment: str, continued: str | None) -> dict[str, Any]:
     """``old`` bundle notes + one more segment (``run``: the new checkpoint's notes), totals summed."""
-    segs = [s for s in segments_of(old) if s["segment"] != segment]
-    segs.append(
-        {
-            "segment": segment,
-            "steps": run["step"],
-            "samples_seen": run["samples_seen"],
-            "train_wall_s": run["train_wall_s"],
-        }
-    )
-    notes = {k: v for k, v in old.items() if k not in ("segments",)}
-    notes |= {
+    segs = [s for s in segments_of(old) if s["segment"] != segment] + [_segment(segment, run)]
+    notes = old | {
         "step": sum(s["steps"] for s in segs),
         "samples_seen": sum(s["samples_seen"] for s in segs),
         "train_wall_s": sum(s["train_wall_s"] for s in segs),
@@ -59,14 +59,13 @@ def merged_notes(old: dict[str, Any], run: dict[str, Any], segment: str, continu
     return notes
 
 
-def _eval(out: Path, name: str, *args: str) -> None:
-    from vb_perception.cli import main as cli
+def _eval(name: str, data: str, **kwargs: object) -> None:
+    """``eval`` of the bundle (panels under ``out/bundle-eval/<name>``), its report stored as ``<name>.json``."""
+    from vb_perception.offline.evaluate import evaluate, format_report
 
-    folder = Path("out/bundle-eval") / name
-    if cli(["eval", "--model", str(BUNDLE), "--out", str(folder), *args]) != 0:
-        raise SystemExit(f"eval {name} failed")
-    report = json.loads((folder / "eval.json").read_text())
-    (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    report = evaluate(data, Path("out/bundle-eval") / name, model_dir=str(BUNDLE), **kwargs)  # type: ignore[arg-type]
+    print(format_report(report))
+    (BUNDLE / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
 
 
 def main() -> None:
@@ -92,9 +91,9 @@ def main() -> None:
     (BUNDLE / "config.json").write_text(json.dumps(new, indent=2) + "\n")
     print(f"bundled {new['model_version']} ({notes['samples_seen']:,} examples, {notes['train_wall_s'] / 3600:.1f} h)")
 
-    _eval(BUNDLE, "eval_heldout", "--data", args.heldout, "--n", str(args.n))
-    _eval(BUNDLE, "eval_heldout_2step", "--data", args.heldout, "--n", str(args.n), "--steps", "2")
-    _eval(BUNDLE, "eval_tum", "--data", TUM, "--depth-scale-m", "0.0002")
+    _eval("eval_heldout", args.heldout, n=args.n)
+    _eval("eval_heldout_2step", args.heldout, n=args.n, steps=2)
+    _eval("eval_tum", TUM, depth_scale_m=0.0002)
     subprocess.run([sys.executable, "scripts/model_card.py", str(BUNDLE)], check=True)
 
 

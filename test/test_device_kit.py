@@ -10,7 +10,9 @@ import pytest
 torch = pytest.importorskip("torch", reason="the kit needs torch")
 pytest.importorskip("diffusers", reason="the generator needs diffusers")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "device_kit.py"
+REPO = Path(__file__).resolve().parents[1]
+MODEL = REPO / "models" / "vb-mini"
+SCRIPT = REPO / "scripts" / "device_kit.py"
 spec = importlib.util.spec_from_file_location("device_kit", SCRIPT)
 assert spec is not None and spec.loader is not None
 kit = importlib.util.module_from_spec(spec)
@@ -26,11 +28,11 @@ PROMPTS = [
 def test_shards_stay_under_the_device_file_limit_and_merge_back(tmp_path: Path) -> None:
     from vb_perception.model.loading import load_generator
 
-    kit.shard(Path("models/vb-mini"), tmp_path / "shards")
+    kit.shard(MODEL, tmp_path / "shards")
     shards = sorted((tmp_path / "shards").glob("model-*.safetensors"))
     assert len(shards) >= 3 and all(p.stat().st_size < 16 << 20 for p in shards)
     kit.merge(tmp_path / "shards", tmp_path / "model")
-    a, b = load_generator("models/vb-mini"), load_generator(tmp_path / "model")
+    a, b = load_generator(MODEL), load_generator(tmp_path / "model")
     assert a.config == b.config
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
 
