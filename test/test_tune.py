@@ -132,3 +132,35 @@ def test_max_wall_s_stops_early_and_saves_a_resumable_checkpoint(tmp_path: Path)
     assert (run / "checkpoint" / "state.json").is_file()
     assert _tune(tmp_path, "--set", "train.checkpoint_every=100") == 0  # resumes and finishes
     assert VBGenerator.from_pretrained(run / "model").config.model_version == "tiny@4"
+
+
+def test_wsd_schedule_is_flat_then_anneals_linearly_to_zero() -> None:
+    from vb_perception.offline.tune import TrainConfig
+
+    tc = TrainConfig(lr=1e-3, warmup_steps=10, max_steps=100, lr_schedule="wsd", decay_steps=20)
+    assert tc.learning_rate(0) == pytest.approx(1e-4)  # warm-up
+    assert tc.learning_rate(9) == tc.learning_rate(50) == tc.learning_rate(80) == pytest.approx(1e-3)
+    assert tc.learning_rate(90) == pytest.approx(5e-4)  # half-way through the decay
+    assert tc.learning_rate(99) == pytest.approx(5e-5) and tc.learning_rate(100) == 0.0
+    cosine = TrainConfig(lr=1e-3, warmup_steps=1, max_steps=100)
+    assert cosine.learning_rate(0) == pytest.approx(1e-3) and cosine.learning_rate(100) == pytest.approx(1e-4)
+    with pytest.raises(TuneError, match="lr_schedule"):
+        TrainConfig(lr_schedule="linear")
+    with pytest.raises(TuneError, match="decay_steps"):
+        TrainConfig(max_steps=10, lr_schedule="wsd", decay_steps=11)
+
+
+def test_a_copied_run_resumed_with_wsd_is_a_cool_down_branch(tmp_path: Path) -> None:
+    import shutil
+
+    assert _tune(tmp_path, "--set", "train.checkpoint_every=2") == 0  # the main run, at full lr to step 4
+    shutil.copytree(tmp_path / "run", tmp_path / "cool")
+    branch = ["--set", f"run_dir={tmp_path / 'cool'}", "--set", "train.lr_schedule=wsd"]
+    assert _tune(tmp_path, *branch, "--set", "train.max_steps=8", "--set", "train.decay_steps=4") == 0
+    rows = list(csv.DictReader((tmp_path / "cool" / "metrics.csv").open()))
+    assert [int(r["step"]) for r in rows] == list(range(1, 9))  # the branch resumed the copy at step 4
+    lrs = [float(r["lr"]) for r in rows[4:]]
+    lr = float(load_tune_config(TINY).train.lr)
+    assert lrs == pytest.approx([lr, 0.75 * lr, 0.5 * lr, 0.25 * lr], rel=0.01)
+    assert VBGenerator.from_pretrained(tmp_path / "cool" / "model").config.model_version == "tiny@8"
+    assert VBGenerator.from_pretrained(tmp_path / "run" / "model").config.model_version == "tiny@4"  # untouched

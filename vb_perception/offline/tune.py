@@ -76,6 +76,25 @@ class TrainConfig:
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
     max_wall_s: float = 0.0  # stop this invocation (checkpoint + export) after this many seconds; 0 = no limit
     mixed_precision: str = "no"  # "bf16" / "fp16" autocast on GPUs (accelerate); CPUs always train in fp32
+    # "cosine": from lr down to lr/10 over max_steps. "wsd" (warm-up, stable, decay): lr until the last decay_steps
+    # steps, then linearly to zero at max_steps; a copy of a run folder resumed with a larger max_steps and "wsd" is a
+    # cool-down branch, while the original run goes on at full lr.
+    lr_schedule: str = "cosine"
+    decay_steps: int = 0
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in ("cosine", "wsd"):
+            raise TuneError(f"train.lr_schedule is {self.lr_schedule!r}; use 'cosine' or 'wsd'")
+        if self.decay_steps < 0 or self.decay_steps > self.max_steps:
+            raise TuneError(f"train.decay_steps is {self.decay_steps}; use 0..max_steps ({self.max_steps})")
+
+    def learning_rate(self, step: int) -> float:
+        """The learning rate of training step ``step`` (0-based): linear warm-up, then the schedule."""
+        warm = min(1.0, (step + 1) / max(self.warmup_steps, 1))
+        if self.lr_schedule == "wsd":
+            left = self.max_steps - step
+            return self.lr * warm * (min(1.0, left / self.decay_steps) if self.decay_steps else 1.0)
+        return self.lr * warm * (0.5 * (1 + math.cos(math.pi * min(step / self.max_steps, 1.0))) * 0.9 + 0.1)
 
 
 @dataclass(frozen=True)
@@ -524,11 +543,7 @@ def train_loop(
         img, tgt = img.to(accelerator.device), tgt.to(accelerator.device)
         gen = torch.Generator().manual_seed(tc.seed * 1_000_003 + step)
         cond = raw.conditioning(toks, text)
-        lr = (
-            tc.lr
-            * min(1.0, (step + 1) / max(tc.warmup_steps, 1))
-            * (0.5 * (1 + math.cos(math.pi * min(step / tc.max_steps, 1.0))) * 0.9 + 0.1)
-        )
+        lr = tc.learning_rate(step)
         for g in opt.param_groups:
             g["lr"] = lr
         with accelerator.accumulate(net):
