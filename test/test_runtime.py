@@ -250,3 +250,26 @@ def test_tensorrt_engine_matches_torch(exported: Path, monkeypatch: pytest.Monke
     valid = np.isfinite(d_ref) & np.isfinite(d_out)
     assert np.mean(np.abs(d_out[valid] - d_ref[valid]) / d_ref[valid]) <= 0.005
     assert len(list((exported / "export" / "engines").glob("*.engine"))) == 1  # built once, cached
+
+
+def test_the_depth_path_head_exports_and_matches_torch(tmp_path: Path) -> None:
+    """A tiny model with the depth path head (gate open) through ONNX export and ONNX Runtime."""
+    from safetensors.torch import load_file, save_file
+    from tiny_models import save_tiny
+
+    from vb_perception.offline.export import export_onnx
+
+    folder = save_tiny(tmp_path / "m", palette_head_dim=8, depth_head=True, model_version="tiny-depth-head")
+    weights = load_file(str(folder / "model.safetensors"))
+    weights["depth_gate"] = torch.tensor(0.5, dtype=weights["depth_gate"].dtype)  # the correction in use
+    save_file(weights, str(folder / "model.safetensors"))
+    onnx_path = export_onnx(folder, steps=1, height=32, width=32, out=tmp_path / "tiny.onnx")
+    image = sample_frame()[0]
+    prompts = PROMPTS[:2]
+    ref = Perception(folder)(image, prompts, seed=1)
+    out = Perception(folder, backend="onnxruntime", engine=onnx_path)(image, prompts, seed=1)
+    assert isinstance(ref[0], DepthResult) and isinstance(out[0], DepthResult)
+    ok_ref, ok_out = np.isfinite(ref[0].depth_m), np.isfinite(out[0].depth_m)
+    assert np.mean(ok_ref == ok_out) >= 0.995 and ok_ref.mean() > 0.5  # the random head clips some pixels to white
+    valid = ok_ref & ok_out
+    assert np.mean(np.abs(out[0].depth_m[valid] - ref[0].depth_m[valid]) / ref[0].depth_m[valid]) <= 0.005

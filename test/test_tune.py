@@ -164,3 +164,24 @@ def test_a_copied_run_resumed_with_wsd_is_a_cool_down_branch(tmp_path: Path) -> 
     assert lrs == pytest.approx([lr, 0.75 * lr, 0.5 * lr, 0.25 * lr], rel=0.01)
     assert VBGenerator.from_pretrained(tmp_path / "cool" / "model").config.model_version == "tiny@8"
     assert VBGenerator.from_pretrained(tmp_path / "run" / "model").config.model_version == "tiny@4"  # untouched
+
+
+def test_the_ema_schedule_survives_a_resume_and_can_start_at_full_decay(tmp_path: Path) -> None:
+    import json
+
+    from safetensors.torch import load_file
+
+    assert _tune(tmp_path, "--set", "train.checkpoint_every=2") == 0
+    state = tmp_path / "run" / "checkpoint" / "state.json"
+    assert json.loads(state.read_text())["ema_step"] == 4
+    assert _tune(tmp_path, "--set", "train.max_steps=6") == 0  # resumed: the EMA's step goes on from 4
+    assert json.loads(state.read_text())["ema_step"] == 6
+
+    def gap(run: str) -> float:  # exported EMA weights against the raw weights of the same run
+        raw = load_file(str(tmp_path / run / "checkpoint" / "model.safetensors"))
+        ema = VBGenerator.from_pretrained(tmp_path / run / "model").state_dict()
+        return sum(float((ema[k].float() - raw[k].float()).abs().sum()) for k in raw)
+
+    assert _tune(tmp_path, "--set", f"run_dir={tmp_path / 'warm'}") == 0
+    assert _tune(tmp_path, "--set", f"run_dir={tmp_path / 'full'}", "--set", "train.ema_warmup=false") == 0
+    assert gap("full") > 2 * gap("warm")  # at full decay from the start the EMA stays back near its first step

@@ -11,7 +11,16 @@ import torch
 
 from vb_perception.codecs.depth import DEPTH_C, DEPTH_LAMBDA, PATH_VERTICES
 
-__all__ = ["curve_to_depth", "decode_depth", "decode_normals", "depth_to_curve", "encode_depth", "encode_normals"]
+__all__ = [
+    "curve_to_depth",
+    "curve_to_rgb",
+    "decode_depth",
+    "decode_normals",
+    "depth_to_curve",
+    "encode_depth",
+    "encode_normals",
+    "rgb_to_curve",
+]
 
 #: Largest curve value decoded to a finite depth (about 400 m), so losses never see inf.
 MAX_FINITE_CURVE = 1.0 - 1.0 / (7 * 255)
@@ -34,25 +43,35 @@ def _path(like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return v[:-1], v[1:] - v[:-1]
 
 
-def encode_depth(depth_m: torch.Tensor, channel_dim: int = -1) -> torch.Tensor:
-    """Metric depth ``[...]`` to float RGB in [0, 1] along the cube walk, colour axis inserted at ``channel_dim``."""
-    starts, edges = _path(depth_m)
-    s = depth_to_curve(depth_m) * len(edges)
-    k = s.floor().clamp(0, len(edges) - 1)
+def curve_to_rgb(f: torch.Tensor, channel_dim: int = -1) -> torch.Tensor:
+    """Curved depth ``f [...]`` in [0, 1] to float RGB in [0, 1] on the cube walk, colour axis inserted at
+    ``channel_dim`` (differentiable in ``f`` within each edge)."""
+    starts, edges = _path(f)
+    s = f.clamp(0.0, 1.0) * len(edges)
+    k = s.detach().floor().clamp(0, len(edges) - 1)
     t = (s - k).unsqueeze(-1)
     rgb = starts[k.long()] + t * edges[k.long()]
     return rgb.movedim(-1, channel_dim)
 
 
-def decode_depth(rgb: torch.Tensor, channel_dim: int = -1, max_curve: float = MAX_FINITE_CURVE) -> torch.Tensor:
-    """Float RGB in [0, 1] to metric depth by projecting onto the nearest edge of the walk (finite everywhere)."""
+def encode_depth(depth_m: torch.Tensor, channel_dim: int = -1) -> torch.Tensor:
+    """Metric depth ``[...]`` to float RGB in [0, 1] along the cube walk, colour axis inserted at ``channel_dim``."""
+    return curve_to_rgb(depth_to_curve(depth_m), channel_dim)
+
+
+def rgb_to_curve(rgb: torch.Tensor, channel_dim: int = -1) -> torch.Tensor:
+    """Float RGB in [0, 1] to curved depth in [0, 1] by projecting onto the nearest edge of the walk."""
     p = rgb.movedim(channel_dim, -1).clamp(0.0, 1.0).unsqueeze(-2)  # [..., 1, 3]
     starts, edges = _path(rgb)  # [7, 3]
     t = ((p - starts) * edges).sum(-1).clamp(0.0, 1.0)  # edges have unit length  [..., 7]
     dist = ((starts + t.unsqueeze(-1) * edges - p) ** 2).sum(-1)  # [..., 7]
     k = dist.argmin(-1, keepdim=True)
-    f = (k.to(rgb.dtype) + t.gather(-1, k)).squeeze(-1) / len(edges)
-    return curve_to_depth(f, max_curve)
+    return (k.to(rgb.dtype) + t.gather(-1, k)).squeeze(-1) / len(edges)
+
+
+def decode_depth(rgb: torch.Tensor, channel_dim: int = -1, max_curve: float = MAX_FINITE_CURVE) -> torch.Tensor:
+    """Float RGB in [0, 1] to metric depth by projecting onto the nearest edge of the walk (finite everywhere)."""
+    return curve_to_depth(rgb_to_curve(rgb, channel_dim), max_curve)
 
 
 def encode_normals(normals: torch.Tensor, channel_dim: int = -1) -> torch.Tensor:

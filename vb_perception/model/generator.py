@@ -34,6 +34,7 @@ from vb_perception.model.text import TextEncoder
 
 SEMANTIC_CODE, REFERRING_CODE = TASK_CODES.index("semantic"), TASK_CODES.index("referring")
 INSTANCES_CODE = TASK_CODES.index("instances")
+DEPTH_CODE = TASK_CODES.index("depth/hilbert")
 
 __all__ = ["GeneratorConfig", "ModelError", "VBGenerator"]
 
@@ -70,6 +71,13 @@ class GeneratorConfig:
     #: the colours come out exact wherever the model is sure; depth and normals use the free RGB output. Trained
     #: with cross-entropy and Dice on the logits next to the decoded-value losses (instances: after slot matching).
     palette_head_dim: int = 0
+    #: The depth path head (needs ``palette_head_dim``). For depth prompts in the paper's encoding the output is
+    #: drawn exactly on the cube walk at the curved value ``f = decode(free RGB) + gate * feature_0``, with the
+    #: first palette feature (unused by depth prompts) as a learned correction and ``gate`` starting at 0, so an
+    #: existing checkpoint gains the head without changing its output. The decoded-value loss then reaches every
+    #: depth directly instead of only along the edge nearest to the predicted colour, and no colour between two
+    #: edges is left to the decoder's projection.
+    depth_head: bool = False
     default_steps: int = 1
     model_version: str = "untrained"
     format_version: int = FORMAT_VERSION
@@ -130,6 +138,10 @@ class VBGenerator(Generator):
         self.has_palette_head = bool(config.palette_head_dim)
         if self.has_palette_head:
             self.palette_key = torch.nn.Linear(config.cond_dim, config.palette_head_dim)
+        if config.depth_head:
+            if not config.palette_head_dim:
+                raise ModelError("depth_head needs palette_head_dim >= 1 (it reads the first palette feature)")
+            self.depth_gate = torch.nn.Parameter(torch.zeros(()))
 
     @property
     def size_multiple(self) -> int:
@@ -163,7 +175,24 @@ class VBGenerator(Generator):
             out = torch.nn.functional.pixel_shuffle(out, s)
         if not self.config.palette_head_dim:
             return out
-        return self._palette_mix(out, tokens[:, 1:], colors, roles, task, aux)
+        mixed = self._palette_mix(out, tokens[:, 1:], colors, roles, task, aux)
+        if not self.config.depth_head:
+            return mixed
+        return self._depth_path(out, mixed, task, aux)
+
+    def _depth_path(
+        self, out: torch.Tensor, mixed: torch.Tensor, task: torch.Tensor, aux: dict[str, torch.Tensor] | None
+    ) -> torch.Tensor:
+        from vb_perception.codecs import torch_ops
+
+        free01 = (out[:, :3].clamp(-1.0, 1.0) + 1.0) * 0.5
+        f = (torch_ops.rgb_to_curve(free01, channel_dim=1) + self.depth_gate * out[:, 3]).clamp(0.0, 1.0)
+        on_path = torch_ops.curve_to_rgb(f, channel_dim=1) * 2.0 - 1.0
+        is_depth = task == DEPTH_CODE
+        if aux is not None:
+            aux.update(depth_curve=f, is_depth=is_depth)
+        d = is_depth.to(out.dtype)[:, None, None, None]
+        return d * on_path + (1.0 - d) * mixed
 
     def _palette_mix(
         self,
@@ -205,6 +234,17 @@ class VBGenerator(Generator):
         w[:, : old_w.shape[1]] = old_w
         state["unet.conv_in.weight"] = w
         new.load_state_dict(state)
+        return new
+
+    def with_depth_head(self) -> VBGenerator:
+        """A copy with the depth path head. Its gate starts at 0, so until training opens it the copy decodes to
+        the same depths as this model; only its depth colours are snapped onto the walk."""
+        from dataclasses import replace
+
+        if self.config.depth_head:
+            return self
+        new = VBGenerator(replace(self.config, depth_head=True)).to(self.device)
+        new.load_state_dict(self.state_dict() | {"depth_gate": torch.zeros(())})
         return new
 
     # ------------------------------------------------------------------------------------------ persistence

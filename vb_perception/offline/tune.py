@@ -63,6 +63,9 @@ class TrainConfig:
     warmup_steps: int = 200
     max_steps: int = 20000
     ema_decay: float = 0.999
+    #: False: the EMA averages at ema_decay from the first step. For runs that start from a trained model
+    #: (init_from): the exports then stay near it while a new optimizer settles, instead of following the raw weights.
+    ema_warmup: bool = True
     single_step_prob: float = 0.6  # share of examples trained at t = T (the one-step case)
     depth_curve_weight: float = 2.0
     normals_cos_weight: float = 0.5
@@ -368,6 +371,7 @@ def _save_checkpoint(
                 scalars[f"{pid}.{key}"] = float(value)
     save_file(tensors, str(tmp / "optimizer.safetensors"))
     meta = {"step": step, "elapsed_s": elapsed_s, "param_groups": opt_state["param_groups"], "scalars": scalars}
+    meta["ema_step"] = int(ema.optimization_step)  # the EMA's decay schedule goes on where it was after a resume
     (tmp / "state.json").write_text(json.dumps(meta) + "\n")
     if folder.exists():
         old = folder.with_name(folder.name + ".old")
@@ -403,6 +407,8 @@ def _load_checkpoint(folder: Path, model: Generator, ema: Any, opt: torch.optim.
         pid, name = key.split(".", 1)
         state.setdefault(int(pid), {})[name] = torch.tensor(value)
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    # checkpoints written before ema_step was saved: as if the EMA had run since step 0 (it restarted on resume)
+    ema.optimization_step = int(meta.get("ema_step", meta["step"]))
     return int(meta["step"]), float(meta["elapsed_s"])
 
 
@@ -498,8 +504,16 @@ def train_loop(
     params = [p for _, p in model.named_trainable()]
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
     # EMA with warm-up (decay 1 - (1 + n)^(-2/3), capped at ema_decay): early exports follow the model instead of
-    # averaging in the random initialisation; after a resume the warm-up restarts, which only re-centres the EMA.
-    ema = EMAModel(params, decay=tc.ema_decay, use_ema_warmup=True, inv_gamma=1.0, power=2 / 3)
+    # averaging in the random initialisation. The step n is checkpointed, so a resume goes on with the same decay.
+    # Without warm-up (ema_warmup false: runs that start from a trained model) the decay is ema_decay throughout.
+    ema = EMAModel(
+        params,
+        decay=tc.ema_decay,
+        use_ema_warmup=tc.ema_warmup,
+        inv_gamma=1.0,
+        power=2 / 3,
+        min_decay=0.0 if tc.ema_warmup else tc.ema_decay,
+    )
     step, elapsed = 0, 0.0
     for ckpt in ("checkpoint", "checkpoint.old"):  # .old: a run killed between the two renames of a save
         if (run / ckpt / "state.json").is_file():
@@ -638,6 +652,8 @@ def build_model(cfg: TuneConfig) -> Generator:
         model = load_generator(cfg.init_from)
         if isinstance(model, VBGenerator) and model.config.palette_channels != cfg.model.palette_channels:
             model = model.with_palette_channels(cfg.model.palette_channels)  # grows the input, same function
+        if isinstance(model, VBGenerator) and cfg.model.depth_head and not model.config.depth_head:
+            model = model.with_depth_head()  # gate at 0: the same depths until training opens it
         if isinstance(model, VBGenerator):
             keep = ("model_version", "notes")
             mine = {k: v for k, v in asdict(model.config).items() if k not in keep}
@@ -660,10 +676,33 @@ def build_model(cfg: TuneConfig) -> Generator:
     return VBGenerator(cfg.model)
 
 
-def run_tune(cfg: TuneConfig, progress: bool = True) -> Path:
-    """Train (or resume) the run in ``cfg.run_dir`` up to ``cfg.train.max_steps``; returns the exported model folder."""
+def tuning_losses(model: Generator, tc: TrainConfig) -> StepLosses:
+    """The tuning step's losses: a timestep (t = T with ``single_step_prob``), the noised target, the prediction and
+    :func:`decoded_losses` on it."""
     from diffusers import DDPMScheduler
 
+    sched = DDPMScheduler(num_train_timesteps=model.config.num_train_timesteps, prediction_type="sample")
+    t_max = model.config.num_train_timesteps - 1
+
+    def step_losses(net: Any, raw: Generator, img: Any, tgt: Any, cond: Any, specs: Any, gen: Any, step: int) -> Any:
+        b = img.shape[0]
+        t = torch.where(
+            torch.rand(b, generator=gen) < tc.single_step_prob,
+            torch.full((b,), t_max),
+            torch.randint(0, model.config.num_train_timesteps, (b,), generator=gen),
+        ).to(img.device)
+        x0 = raw.to_target_space(tgt)
+        noise = torch.randn(x0.shape, generator=gen).to(img.device)
+        aux: dict[str, torch.Tensor] | None = {} if raw.has_palette_head else None
+        pred = net(raw.prepare_image(img), sched.add_noise(x0, noise, t), t, cond, aux)
+        pred, aux = full_precision(pred, aux)  # bf16 / fp16 under mixed precision: losses in fp32
+        return decoded_losses(raw, pred, x0, tgt, specs, tc, aux, cond[1])
+
+    return step_losses
+
+
+def run_tune(cfg: TuneConfig, progress: bool = True) -> Path:
+    """Train (or resume) the run in ``cfg.run_dir`` up to ``cfg.train.max_steps``; returns the exported model folder."""
     tc = cfg.train
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
@@ -682,22 +721,5 @@ def run_tune(cfg: TuneConfig, progress: bool = True) -> Path:
     torch.manual_seed(tc.seed)
     model = build_model(cfg)
     data = _Examples(cfg)
-    sched = DDPMScheduler(num_train_timesteps=model.config.num_train_timesteps, prediction_type="sample")
-    t_max = model.config.num_train_timesteps - 1
-
-    def step_losses(net: Any, raw: Generator, img: Any, tgt: Any, cond: Any, specs: Any, gen: Any, step: int) -> Any:
-        b = img.shape[0]
-        t = torch.where(
-            torch.rand(b, generator=gen) < tc.single_step_prob,
-            torch.full((b,), t_max),
-            torch.randint(0, model.config.num_train_timesteps, (b,), generator=gen),
-        ).to(img.device)
-        x0 = raw.to_target_space(tgt)
-        noise = torch.randn(x0.shape, generator=gen).to(img.device)
-        aux: dict[str, torch.Tensor] | None = {} if raw.has_palette_head else None
-        pred = net(raw.prepare_image(img), sched.add_noise(x0, noise, t), t, cond, aux)
-        pred, aux = full_precision(pred, aux)  # bf16 / fp16 under mixed precision: losses in fp32
-        return decoded_losses(raw, pred, x0, tgt, specs, tc, aux, cond[1])
-
     notes = {"run": cfg.name, "data_res_px": cfg.data.res_px} | ({"base": cfg.base} if cfg.base else {})
-    return train_loop(run, cfg.name, model, data, tc, step_losses, notes, progress=progress, desc="tune")
+    return train_loop(run, cfg.name, model, data, tc, tuning_losses(model, tc), notes, progress=progress, desc="tune")
