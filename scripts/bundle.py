@@ -3,7 +3,8 @@
 
 Usage:
     python scripts/bundle.py out/runs/vb-mini2b/model --segment vb-mini2b \\
-        [--continued "from step 7400 a second run ..."] [--heldout out/heldout64] [--n 100]
+        [--continued "from step 7400 a second run ..."] [--also vb-mini2b=out/snap/3200] \\
+        [--heldout out/heldout64] [--n 100]
 
 A bundle's training can span several runs, each started from the previous bundle (``init_from``). The bundle's
 ``config.json`` notes list them as ``segments`` ({segment, steps, samples_seen, train_wall_s}); bundling a later
@@ -76,13 +77,26 @@ def main() -> None:
     ap.add_argument(
         "--cache-samples", default=None, help="the training cache, for the card (e.g. '60 000 cached samples')"
     )
+    ap.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="SEGMENT=MODEL",
+        help="an earlier segment's later checkpoint that this run started from (init_from), recorded first",
+    )
     ap.add_argument("--heldout", default="out/heldout64")
     ap.add_argument("--n", type=int, default=100)
     args = ap.parse_args()
 
     old = json.loads((BUNDLE / "config.json").read_text())
     new = json.loads((args.model / "config.json").read_text())
-    notes = merged_notes(old["notes"], new["notes"], args.segment, args.continued)
+    notes = old["notes"]
+    for also in args.also:
+        name, _, folder = also.partition("=")
+        if not name or not folder:
+            ap.error(f"--also {also!r}: use SEGMENT=MODEL_DIR")
+        notes = merged_notes(notes, json.loads((Path(folder) / "config.json").read_text())["notes"], name, None)
+    notes = merged_notes(notes, new["notes"], args.segment, args.continued)
     if args.cache_samples:
         notes["cache_samples"] = args.cache_samples
     first_run = segments_of(old["notes"])[0]["segment"]

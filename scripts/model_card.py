@@ -45,6 +45,11 @@ def _architecture(cfg: dict, n_params: str) -> str:
             f"prompt's colours (instances: fixed slot colours), with logits = {cfg['palette_head_dim']}-d pixel "
             "features · projected prompt tokens, so requested colours come out exact"
         )
+    if cfg.get("depth_head"):
+        text += (
+            "; a depth path head: depth outputs in the paper's encoding are drawn exactly on the cube walk at "
+            "f = decode(free RGB) + a learned correction channel"
+        )
     return text + f"; {n_params} parameters"
 
 

@@ -294,7 +294,7 @@ def test_depth_head_draws_on_the_walk_and_starts_as_the_model_it_grew_from(text:
     torch.manual_seed(0)
     model = VBGenerator(replace(TINY, palette_head_dim=8)).eval()
     head = model.with_depth_head().eval()
-    assert head.config.depth_head and float(head.depth_gate.detach()) == 0.0
+    assert head.config.depth_head and head.unet.conv_out.out_channels == 3 + 8 + 1
     prompts = ["Generate a metric depth map", "surface normals", '{"cat": "red"}', "depth with the plasma colormap"]
     items = [tokens_for(p, parse_prompt(p)) for p in prompts]
     cond = model.conditioning(items, text)
@@ -305,10 +305,10 @@ def test_depth_head_draws_on_the_walk_and_starts_as_the_model_it_grew_from(text:
     torch.testing.assert_close(a[1:], b[1:])  # other tasks (and other colormaps) untouched
     depth_a = torch_ops.decode_depth((a[0] + 1) / 2, channel_dim=0)
     depth_b = torch_ops.decode_depth((b[0] + 1) / 2, channel_dim=0)
-    torch.testing.assert_close(depth_a, depth_b, rtol=1e-4, atol=1e-5)  # same depths until the gate opens
+    torch.testing.assert_close(depth_a, depth_b, rtol=1e-4, atol=1e-5)  # same depths until trained
     on_walk = torch_ops.curve_to_rgb(torch_ops.rgb_to_curve((b[0] + 1) / 2, channel_dim=0), channel_dim=0)
     torch.testing.assert_close((b[0] + 1) / 2, on_walk, atol=1e-5, rtol=0)  # the depth colour lies on the walk
-    # the decoded-value loss reaches the gate (and through it the correction feature)
+    # the decoded-value loss reaches the correction channel's zero weights at once
     head.train()
     aux: dict[str, torch.Tensor] = {}
     pred = head(img, torch.zeros_like(img), torch.full((4,), 999), cond, aux=aux)
@@ -316,15 +316,15 @@ def test_depth_head_draws_on_the_walk_and_starts_as_the_model_it_grew_from(text:
     specs = [parse_prompt(p) for p in prompts]
     losses = decoded_losses(head, pred, img, img, specs, TrainConfig(), aux, cond[1])
     losses["total"].backward()
-    assert head.depth_gate.grad is not None and float(head.depth_gate.grad.abs()) > 0
-    with pytest.raises(ModelError, match="palette_head_dim"):
-        VBGenerator(replace(TINY, depth_head=True))
+    grad = head.unet.conv_out.weight.grad
+    assert grad is not None and float(grad[-1].abs().sum()) > 0  # the last row: the correction
+    plain = VBGenerator(replace(TINY, depth_head=True)).eval()  # no palette head: free RGB + correction
+    assert plain(img, torch.zeros_like(img), torch.full((4,), 999), cond).shape == img.shape
 
 
 def test_depth_head_saves_and_loads(tmp_path: Path) -> None:
     torch.manual_seed(0)
     head = VBGenerator(replace(TINY, palette_head_dim=8, depth_head=True))
-    with torch.no_grad():
-        head.depth_gate.fill_(0.25)
     loaded = VBGenerator.from_pretrained(head.save_pretrained(tmp_path / "m"))
-    assert loaded.config.depth_head and float(loaded.depth_gate.detach()) == 0.25
+    assert loaded.config.depth_head and loaded.unet.conv_out.out_channels == 12
+    torch.testing.assert_close(loaded.unet.conv_out.weight, head.unet.conv_out.weight.half().float())

@@ -71,12 +71,11 @@ class GeneratorConfig:
     #: the colours come out exact wherever the model is sure; depth and normals use the free RGB output. Trained
     #: with cross-entropy and Dice on the logits next to the decoded-value losses (instances: after slot matching).
     palette_head_dim: int = 0
-    #: The depth path head (needs ``palette_head_dim``). For depth prompts in the paper's encoding the output is
-    #: drawn exactly on the cube walk at the curved value ``f = decode(free RGB) + gate * feature_0``, with the
-    #: first palette feature (unused by depth prompts) as a learned correction and ``gate`` starting at 0, so an
-    #: existing checkpoint gains the head without changing its output. The decoded-value loss then reaches every
-    #: depth directly instead of only along the edge nearest to the predicted colour, and no colour between two
-    #: edges is left to the decoder's projection.
+    #: The depth path head: one more output channel, a correction ``c``. For depth prompts in the paper's encoding
+    #: the output is drawn exactly on the cube walk at the curved value ``f = decode(free RGB) + c``. Grown onto a
+    #: checkpoint with zero weights, it starts as the same model; the decoded-value loss then reaches every depth
+    #: directly instead of only along the edge nearest to the predicted colour, and no colour between two edges is
+    #: left to the decoder's projection.
     depth_head: bool = False
     default_steps: int = 1
     model_version: str = "untrained"
@@ -122,7 +121,7 @@ class VBGenerator(Generator):
         self.unet = UNet2DConditionModel(
             sample_size=config.resolution_px // config.space_to_depth,
             in_channels=(6 + config.palette_channels) * s2,
-            out_channels=(3 + config.palette_head_dim) * s2,
+            out_channels=(3 + config.palette_head_dim + int(config.depth_head)) * s2,
             layers_per_block=config.layers_per_block,
             block_out_channels=config.block_out_channels,
             down_block_types=config.down_block_types,
@@ -138,10 +137,6 @@ class VBGenerator(Generator):
         self.has_palette_head = bool(config.palette_head_dim)
         if self.has_palette_head:
             self.palette_key = torch.nn.Linear(config.cond_dim, config.palette_head_dim)
-        if config.depth_head:
-            if not config.palette_head_dim:
-                raise ModelError("depth_head needs palette_head_dim >= 1 (it reads the first palette feature)")
-            self.depth_gate = torch.nn.Parameter(torch.zeros(()))
 
     @property
     def size_multiple(self) -> int:
@@ -173,25 +168,32 @@ class VBGenerator(Generator):
         ).sample
         if s > 1:
             out = torch.nn.functional.pixel_shuffle(out, s)
-        if not self.config.palette_head_dim:
-            return out
-        mixed = self._palette_mix(out, tokens[:, 1:], colors, roles, task, aux)
+        heads = 3 + self.config.palette_head_dim
+        if self.config.palette_head_dim:
+            result = self._palette_mix(out[:, :heads], tokens[:, 1:], colors, roles, task, aux)
+        else:
+            result = out[:, :3]
         if not self.config.depth_head:
-            return mixed
-        return self._depth_path(out, mixed, task, aux)
+            return result
+        return self._depth_path(out[:, :3], out[:, heads], result, task, aux)
 
     def _depth_path(
-        self, out: torch.Tensor, mixed: torch.Tensor, task: torch.Tensor, aux: dict[str, torch.Tensor] | None
+        self,
+        free: torch.Tensor,
+        correction: torch.Tensor,
+        mixed: torch.Tensor,
+        task: torch.Tensor,
+        aux: dict[str, torch.Tensor] | None,
     ) -> torch.Tensor:
         from vb_perception.codecs import torch_ops
 
-        free01 = (out[:, :3].clamp(-1.0, 1.0) + 1.0) * 0.5
-        f = (torch_ops.rgb_to_curve(free01, channel_dim=1) + self.depth_gate * out[:, 3]).clamp(0.0, 1.0)
+        free01 = (free.clamp(-1.0, 1.0) + 1.0) * 0.5
+        f = (torch_ops.rgb_to_curve(free01, channel_dim=1) + correction).clamp(0.0, 1.0)
         on_path = torch_ops.curve_to_rgb(f, channel_dim=1) * 2.0 - 1.0
         is_depth = task == DEPTH_CODE
         if aux is not None:
             aux.update(depth_curve=f, is_depth=is_depth)
-        d = is_depth.to(out.dtype)[:, None, None, None]
+        d = is_depth.to(free.dtype)[:, None, None, None]
         return d * on_path + (1.0 - d) * mixed
 
     def _palette_mix(
@@ -237,14 +239,19 @@ class VBGenerator(Generator):
         return new
 
     def with_depth_head(self) -> VBGenerator:
-        """A copy with the depth path head. Its gate starts at 0, so until training opens it the copy decodes to
-        the same depths as this model; only its depth colours are snapped onto the walk."""
+        """A copy with the depth path head. Its correction channel's weights start at zero, so the copy decodes to
+        the same depths as this model until trained; only its depth colours are snapped onto the walk."""
         from dataclasses import replace
 
         if self.config.depth_head:
             return self
         new = VBGenerator(replace(self.config, depth_head=True)).to(self.device)
-        new.load_state_dict(self.state_dict() | {"depth_gate": torch.zeros(())})
+        state = self.state_dict()
+        for name in ("unet.conv_out.weight", "unet.conv_out.bias"):  # zero rows for the new channel's sub-pixels
+            grown = torch.zeros_like(new.state_dict()[name])
+            grown[: state[name].shape[0]] = state[name]
+            state[name] = grown
+        new.load_state_dict(state)
         return new
 
     # ------------------------------------------------------------------------------------------ persistence
