@@ -229,14 +229,7 @@ class VBGenerator(Generator):
 
         if channels < self.config.palette_channels:
             raise ModelError(f"cannot drop palette channels ({self.config.palette_channels} -> {channels})")
-        new = VBGenerator(replace(self.config, palette_channels=channels)).to(self.device)
-        state = self.state_dict()
-        old_w = state["unet.conv_in.weight"]
-        w = torch.zeros_like(new.state_dict()["unet.conv_in.weight"])
-        w[:, : old_w.shape[1]] = old_w
-        state["unet.conv_in.weight"] = w
-        new.load_state_dict(state)
-        return new
+        return self._grown(replace(self.config, palette_channels=channels), {"unet.conv_in.weight": 1})
 
     def with_depth_head(self) -> VBGenerator:
         """A copy with the depth path head. Its correction channel's weights start at zero, so the copy decodes to
@@ -245,11 +238,17 @@ class VBGenerator(Generator):
 
         if self.config.depth_head:
             return self
-        new = VBGenerator(replace(self.config, depth_head=True)).to(self.device)
-        state = self.state_dict()
-        for name in ("unet.conv_out.weight", "unet.conv_out.bias"):  # zero rows for the new channel's sub-pixels
-            grown = torch.zeros_like(new.state_dict()[name])
-            grown[: state[name].shape[0]] = state[name]
+        # zero output rows for the new channel's sub-pixels
+        return self._grown(replace(self.config, depth_head=True), {"unet.conv_out.weight": 0, "unet.conv_out.bias": 0})
+
+    def _grown(self, config: GeneratorConfig, axes: dict[str, int]) -> VBGenerator:
+        """A model of ``config`` with this model's weights; the weights named in ``axes`` are larger there and are
+        zero-padded at the end of their axis (how a checkpoint gains inputs or outputs without changing)."""
+        new = VBGenerator(config).to(self.device)
+        state, shapes = self.state_dict(), new.state_dict()
+        for name, axis in axes.items():
+            grown = torch.zeros_like(shapes[name])
+            grown.narrow(axis, 0, state[name].shape[axis]).copy_(state[name])
             state[name] = grown
         new.load_state_dict(state)
         return new

@@ -653,7 +653,7 @@ def build_model(cfg: TuneConfig) -> Generator:
         if isinstance(model, VBGenerator) and model.config.palette_channels != cfg.model.palette_channels:
             model = model.with_palette_channels(cfg.model.palette_channels)  # grows the input, same function
         if isinstance(model, VBGenerator) and cfg.model.depth_head and not model.config.depth_head:
-            model = model.with_depth_head()  # gate at 0: the same depths until training opens it
+            model = model.with_depth_head()  # zero correction weights: the same depths until trained
         if isinstance(model, VBGenerator):
             keep = ("model_version", "notes")
             mine = {k: v for k, v in asdict(model.config).items() if k not in keep}
