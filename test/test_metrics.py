@@ -49,3 +49,22 @@ def test_summarize_means_and_sums() -> None:
         [{"delta1": 1.0, "pixels": 10.0}, {"delta1": 0.5, "pixels": 5.0}, {"delta1": float("nan"), "pixels": 0.0}]
     )
     assert s == {"delta1": 0.75, "pixels": 15.0}
+
+
+def test_depth_by_range_pools_pixels_per_ground_truth_range() -> None:
+    from vb_perception.offline.metrics import DepthByRange
+
+    gt = np.array([[1.0, 1.5, 3.0, 30.0]])
+    by = DepthByRange()
+    by.add(gt * np.array([[1.1, 1.1, 1.0, 2.0]]), gt)  # near 10 % too far, 3 m exact, 30 m twice too far
+    by.add(np.array([[np.nan, 0.0, 3.0, 30.0]]), gt)  # invalid predictions are left out
+    rows = {r["range"]: r for r in by.rows()}
+    assert list(rows) == ["0-2 m", "2-5 m", "5-10 m", "10-20 m", "20+ m"]
+    near, mid, far = rows["0-2 m"], rows["2-5 m"], rows["20+ m"]
+    assert near["pixels"] == 2 and near["delta1"] == 1.0 and near["abs_rel"] == pytest.approx(0.1)
+    assert near["scale"] == pytest.approx(1.1)
+    assert mid["pixels"] == 2 and mid["abs_rel"] == 0.0 and mid["scale"] == pytest.approx(1.0)
+    assert far["pixels"] == 2 and far["delta1"] == 0.5 and far["scale"] == pytest.approx(2**0.5)
+    assert far["range_m"] == [20.0, None] and rows["5-10 m"]["pixels"] == 0 and np.isnan(rows["5-10 m"]["delta1"])
+    with pytest.raises(ValueError, match="resize first"):
+        by.add(np.ones((2, 2)), gt)

@@ -122,7 +122,11 @@ def test_eval_on_synthetic_samples_and_a_real_frame(model_dir: Path, tmp_path: P
         assert report["depth"][key] >= 0.0 or np.isnan(report["depth"][key])
     assert {"mean_deg", "median_deg", "within_11.25"} <= set(report["normals"])
     assert {"miou"} <= set(report["semantic"]) and {"ciou", "giou"} <= set(report["referring"])
-    assert (tmp_path / "ev" / "eval_panels.png").is_file()
+    assert (tmp_path / "ev" / "eval_panels.png").is_file() and (tmp_path / "ev" / "eval_depth_by_range.png").is_file()
+    ranges = report["depth_by_range"]  # every valid ground-truth pixel in exactly one range
+    assert sum(r["pixels"] for r in ranges) == report["depth"]["pixels"]
+    families = report["depth_by_family"]
+    assert sum(f["samples"] for f in families.values()) == 3 and all("delta1" in f for f in families.values())
     tum = Path(__file__).resolve().parents[1] / "vb_perception" / "data" / "tum_rgbd"
     assert (
         main(
@@ -140,4 +144,8 @@ def test_eval_on_synthetic_samples_and_a_real_frame(model_dir: Path, tmp_path: P
         )
         == 0
     )
-    assert json.loads((tmp_path / "tum" / "eval.json").read_text())["depth"]["pixels"] > 1000
+    real = json.loads((tmp_path / "tum" / "eval.json").read_text())
+    assert (
+        real["depth"]["pixels"] > 1000 and sum(r["pixels"] for r in real["depth_by_range"]) == real["depth"]["pixels"]
+    )
+    assert (tmp_path / "tum" / "eval_depth_by_range.png").is_file()

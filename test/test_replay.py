@@ -34,9 +34,13 @@ def test_replay_two_cameras_reports_every_frame(tmp_path: Path, tiny_model: Path
     assert all("metrics" in f and np.isfinite(f["metrics"]["abs_rel"]) for f in report["frames"])
     assert set(report["overall"]) == {"/cam1/color", "/cam2"}
     assert report["overall"]["/cam2"]["frames"] == 4
+    ranges = report["depth_by_range"]["/cam2"]  # every scored pixel of the camera in exactly one range
+    assert sum(r["pixels"] for r in ranges) == sum(
+        f["metrics"]["pixels"] for f in report["frames"] if f["camera"] == "/cam2"
+    )
     page = (tmp_path / "out" / "report.html").read_text()
     assert "data:image/png;base64," in page and "/cam1/color" in page and ">none</td>" in page
-    for png in ("metrics_per_frame.png", "latency.png", "panels.png"):
+    for png in ("metrics_per_frame.png", "depth_by_range.png", "latency.png", "panels.png"):
         assert (tmp_path / "out" / png).stat().st_size > 1000, png
 
     from mcap.reader import make_reader

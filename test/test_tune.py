@@ -185,3 +185,33 @@ def test_the_ema_schedule_survives_a_resume_and_can_start_at_full_decay(tmp_path
     assert _tune(tmp_path, "--set", f"run_dir={tmp_path / 'warm'}") == 0
     assert _tune(tmp_path, "--set", f"run_dir={tmp_path / 'full'}", "--set", "train.ema_warmup=false") == 0
     assert gap("full") > 2 * gap("warm")  # at full decay from the start the EMA stays back near its first step
+
+
+def test_the_log_depth_loss_is_the_mean_absolute_log_ratio_over_targets_in_range() -> None:
+    import math
+
+    import torch
+
+    from vb_perception.codecs import torch_ops
+    from vb_perception.offline.tune import LOG_DEPTH_MAX_M, _log_depth_l1
+
+    d_true = torch.tensor([[0.5, 2.0, 8.0, 40.0, 300.0]])  # 300 m: beyond the range, like sky; ignored
+    f_true = torch_ops.depth_to_curve(d_true)
+    assert float(_log_depth_l1(f_true, f_true)) == pytest.approx(0.0, abs=1e-5)
+    f_pred = torch_ops.depth_to_curve(d_true * 1.25).requires_grad_()
+    loss = _log_depth_l1(f_pred, f_true)
+    assert float(loss.detach()) == pytest.approx(math.log(1.25), rel=1e-3)  # the same 25 % off at 0.5 m as at 40 m
+    loss.backward()
+    grad = f_pred.grad
+    assert grad is not None and bool(torch.isfinite(grad).all()) and float(grad[0, 4]) == 0.0
+    # a prediction far beyond the range is clamped there (finite), and an all-sky batch gives 0, not NaN
+    assert float(_log_depth_l1(torch.ones(1, 2), f_true[:, :2])) == pytest.approx(
+        float(torch.log(LOG_DEPTH_MAX_M / d_true[0, :2]).mean()), rel=1e-3
+    )
+    assert float(_log_depth_l1(f_true[:, 4:], f_true[:, 4:])) == 0.0
+
+
+def test_the_log_depth_loss_trains_and_is_logged(tmp_path: Path) -> None:
+    assert _tune(tmp_path, "--set", "train.depth_log_weight=0.5", "--set", "data.task_mix={depth: 1.0}") == 0
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    assert rows and all(float(r["depth_log"]) > 0 for r in rows)

@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 
 from vb_perception.errors import VbPerceptionError
-from vb_perception.offline.metrics import depth_metrics, instance_f1, iou, normal_metrics, summarize
+from vb_perception.offline.metrics import (
+    DepthByRange,
+    depth_metrics,
+    instance_f1,
+    iou,
+    normal_metrics,
+    summarize,
+)
 from vb_perception.pipeline import DepthResult, InstancesResult, NormalsResult, Perception, SegmentationResult
 
 __all__ = ["HELDOUT", "evaluate", "format_report"]
@@ -34,6 +41,7 @@ def _synthetic(pipe: Perception, folder: Path, n: int | None, out: Path) -> dict
     cache = SampleCache(folder)
     count = min(n or len(cache), len(cache))
     depth_rows, normal_rows, inst_rows = [], [], []
+    by_range, by_family = DepthByRange(), {}  # type: ignore[var-annotated]
     sem_ious, ref_ious, ref_i, ref_u, color_err, confused = [], [], 0, 0, [], []
     panels = []
     for i in tqdm(range(count), desc="eval", unit="sample"):
@@ -46,6 +54,8 @@ def _synthetic(pipe: Perception, folder: Path, n: int | None, out: Path) -> dict
         for ex, r in zip(examples, results):
             if isinstance(r, DepthResult):
                 depth_rows.append(depth_metrics(r.depth_m, s.depth_m))
+                by_family.setdefault(s.family, []).append(depth_rows[-1])
+                by_range.add(r.depth_m, s.depth_m)
             elif isinstance(r, NormalsResult):
                 normal_rows.append(normal_metrics(r.normals, s.normals))
             elif isinstance(r, SegmentationResult):
@@ -72,6 +82,11 @@ def _synthetic(pipe: Perception, folder: Path, n: int | None, out: Path) -> dict
     report: dict[str, Any] = {
         "samples": count,
         "depth": summarize(depth_rows),
+        "depth_by_range": by_range.rows(),
+        "depth_by_family": {
+            f: {"samples": len(rows)} | {k: v for k, v in summarize(rows).items() if k in _FAMILY_KEYS}
+            for f, rows in sorted(by_family.items())
+        },
         "normals": summarize(normal_rows),
         "semantic": {"miou": float(np.mean(sem_ious)) if sem_ious else float("nan"), "classes": len(sem_ious)},
         "referring": {
@@ -86,7 +101,22 @@ def _synthetic(pipe: Perception, folder: Path, n: int | None, out: Path) -> dict
         },
     }
     _panels(out / "eval_panels.png", panels)
+    plot_depth_by_range(out / "eval_depth_by_range.png", report["depth_by_range"])
     return report
+
+
+_FAMILY_KEYS = ("delta1", "abs_rel", "rmse_m", "delta1_aligned")
+
+
+def plot_depth_by_range(path: Path, rows: list[dict[str, Any]], title: str = "metric depth by range") -> None:
+    """:func:`~vb_perception.offline.report.depth_by_range_figure` of ``rows``, saved as ``path``."""
+    import matplotlib.pyplot as plt
+
+    from vb_perception.offline.report import depth_by_range_figure
+
+    fig = depth_by_range_figure({title: rows})
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _panels(path: Path, rows: list[Any]) -> None:
@@ -123,7 +153,9 @@ def _real(pipe: Perception, folder: Path, depth_scale_m: float | None) -> dict[s
     gt = read_depth(depth, scale_m=depth_scale_m)
     (r,) = pipe(read_rgb(color), ["Generate a metric depth map of this image."])
     assert isinstance(r, DepthResult)
-    return {"samples": 1, "depth": depth_metrics(r.depth_m, gt)}
+    by_range = DepthByRange()
+    by_range.add(r.depth_m, gt)
+    return {"samples": 1, "depth": depth_metrics(r.depth_m, gt), "depth_by_range": by_range.rows()}
 
 
 def evaluate(
@@ -148,6 +180,9 @@ def evaluate(
         report = _synthetic(pipe, folder, n, out_dir)
     else:
         report = _real(pipe, folder, depth_scale_m)
+        plot_depth_by_range(
+            out_dir / "eval_depth_by_range.png", report["depth_by_range"], f"metric depth: {folder.name}"
+        )
     report = (
         {
             "data": str(folder),
@@ -186,4 +221,12 @@ def format_report(r: dict[str, Any]) -> str:
             ("requested-colour error [RGB] / confused pixels", _f(r["colors"], "mean_error_rgb", "confused_frac"))
         )
     head = f"{r.get('model_version', '?')} on {r['data']} ({r['samples']} samples, {r.get('steps')} step(s))"
-    return "\n".join([head, "", "| metric | value |", "|---|---:|"] + [f"| {a} | {b} |" for a, b in rows])
+    lines = [head, "", "| metric | value |", "|---|---:|"] + [f"| {a} | {b} |" for a, b in rows]
+    ranges = [x for x in r.get("depth_by_range", []) if x["pixels"]]
+    if ranges:
+        lines += ["", "| depth range | pixels | δ1 | AbsRel | pred / true |", "|---|---:|---:|---:|---:|"]
+        lines += [
+            f"| {x['range']} | {x['pixels']} | {x['delta1']:.3f} | {x['abs_rel']:.3f} | ×{x['scale']:.2f} |"
+            for x in ranges
+        ]
+    return "\n".join(lines)

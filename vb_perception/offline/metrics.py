@@ -11,7 +11,18 @@ from collections.abc import Iterable
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["depth_metrics", "instance_f1", "iou", "normal_metrics", "summarize"]
+__all__ = [
+    "DEPTH_RANGES_M",
+    "DepthByRange",
+    "depth_metrics",
+    "instance_f1",
+    "iou",
+    "normal_metrics",
+    "summarize",
+]
+
+#: Ground-truth depth ranges [m] that :class:`DepthByRange` reports separately: manipulation, rooms, halls, streets.
+DEPTH_RANGES_M: tuple[float, ...] = (0.0, 2.0, 5.0, 10.0, 20.0, float("inf"))
 
 
 def depth_metrics(pred_m: NDArray[np.floating], gt_m: NDArray[np.floating]) -> dict[str, float]:
@@ -123,3 +134,51 @@ def summarize(rows: list[dict[str, float]]) -> dict[str, float]:
             else float("nan")
         )
     return out
+
+
+class DepthByRange:
+    """Metric depth errors per ground-truth range (:data:`DEPTH_RANGES_M`), pooled over the pixels of many images:
+    where a model is good (near, far) and whether it over- or under-estimates there.
+
+    ``add(pred_m, gt_m)`` per image (same shape; pixels valid as in :func:`depth_metrics`), then ``rows()``: one dict
+    per range with ``range`` (a label), ``range_m`` [lo, hi or None], ``pixels``, ``delta1``, ``abs_rel`` and
+    ``scale`` (the geometric mean of pred / gt: above 1 means too far)."""
+
+    def __init__(self, edges_m: tuple[float, ...] = DEPTH_RANGES_M) -> None:
+        self.edges_m = edges_m
+        self._sums = np.zeros((len(edges_m) - 1, 4))  # pixels, delta1 count, abs_rel sum, log-ratio sum
+
+    def add(self, pred_m: NDArray[np.floating], gt_m: NDArray[np.floating]) -> None:
+        gt = np.asarray(gt_m, dtype=np.float64)
+        pred = np.asarray(pred_m, dtype=np.float64)
+        if pred.shape != gt.shape:
+            raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape; resize first")
+        ok = np.isfinite(gt) & (gt > 0) & np.isfinite(pred) & (pred > 0)
+        p, g = pred[ok], gt[ok]
+        which = np.searchsorted(self.edges_m, g, side="right") - 1
+        log_ratio = np.log(p / g)
+        for k in range(len(self.edges_m) - 1):
+            m = which == k
+            self._sums[k] += (
+                m.sum(),
+                np.sum(np.abs(log_ratio[m]) < np.log(1.25)),
+                np.sum(np.abs(p[m] - g[m]) / g[m]),
+                np.sum(log_ratio[m]),
+            )
+
+    def rows(self) -> list[dict[str, object]]:
+        out: list[dict[str, object]] = []
+        for k, (n, d1, rel, logr) in enumerate(self._sums):
+            nan = float("nan")
+            lo, hi = self.edges_m[k], self.edges_m[k + 1]
+            out.append(
+                {
+                    "range": f"{lo:g}-{hi:g} m" if np.isfinite(hi) else f"{lo:g}+ m",
+                    "range_m": [lo, hi if np.isfinite(hi) else None],  # None: no upper bound (JSON has no inf)
+                    "pixels": int(n),
+                    "delta1": d1 / n if n else nan,
+                    "abs_rel": rel / n if n else nan,
+                    "scale": float(np.exp(logr / n)) if n else nan,
+                }
+            )
+        return out

@@ -63,7 +63,7 @@ def replay(
 
     from vb_perception.offline.bags import BagError, find_cameras, iter_frames, open_bags
     from vb_perception.offline.bagwrite import BagWriter, msg_types
-    from vb_perception.offline.metrics import depth_metrics
+    from vb_perception.offline.metrics import DepthByRange, depth_metrics
     from vb_perception.pipeline import DepthResult, InstancesResult, NormalsResult, Perception, SegmentationResult
     from vb_perception.ros.conversions import camera_info_k, numpy_to_image, packed_pointcloud2, scaled_camera_info
     from vb_perception.ros.frames import PromptSet, cloud, merge_labels, overlay
@@ -79,6 +79,7 @@ def replay(
     m = msg_types()
     result = ReplayResult(out_dir, out_dir / "replay")
     per_camera: dict[str, list[dict[str, float]]] = {}
+    by_range: dict[str, DepthByRange] = {}
     samples: list[dict[str, Any]] = []  # a few frames kept for the report's panels (bounded)
     t_start = time.perf_counter()
     with open_bags(bags) as reader:
@@ -149,6 +150,7 @@ def replay(
                         metrics = depth_metrics(pred, frame.depth_gt_m)
                         row["metrics"] = metrics
                         per_camera.setdefault(cam.name, []).append(metrics)
+                        by_range.setdefault(cam.name, DepthByRange()).add(pred, frame.depth_gt_m)
                         error_map = np.abs(pred - frame.depth_gt_m) / frame.depth_gt_m
                     result.frames.append(row)
                     if frame.index in (0, 5, 20) and len(samples) < 6:
@@ -187,6 +189,7 @@ def replay(
         "fps": result.fps,
         "error": result.error,
         "overall": result.overall,
+        "depth_by_range": {name: b.rows() for name, b in by_range.items()},
         "failed": result.failed,
         "frames": result.frames,
     }

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["write_report"]
+__all__ = ["depth_by_range_figure", "write_report"]
 
 
 def _png(fig: Any) -> bytes:
@@ -19,7 +19,31 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def _plots(result: Any, samples: list[dict[str, Any]]) -> dict[str, bytes]:
+def depth_by_range_figure(panels: dict[str, list[dict[str, Any]]]) -> Any:
+    """One panel per entry of ``panels`` (title -> :meth:`DepthByRange.rows`): bars of δ1 and AbsRel per ground-truth
+    depth range, each range labelled with its share of the pixels and its scale bias (predicted / true)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 3.3), squeeze=False)
+    for ax, (title, rows) in zip(axes[0], panels.items()):
+        total = sum(r["pixels"] for r in rows) or 1
+        x = np.arange(len(rows))
+        ax.bar(x - 0.2, [r["delta1"] for r in rows], 0.4, label="δ1 ↑")
+        ax.bar(x + 0.2, [r["abs_rel"] for r in rows], 0.4, label="AbsRel ↓")
+        labels = [f"{r['range']}\n{100 * r['pixels'] / total:.0f}% px, ×{r['scale']:.2f}" for r in rows]
+        ax.set_xticks(x, labels, fontsize=7)
+        ax.set_ylim(0, max([1.0] + [r["abs_rel"] for r in rows if np.isfinite(r["abs_rel"])]))
+        ax.set_xlabel("ground-truth depth (×: geometric mean of predicted / true)", fontsize=7)
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _plots(result: Any, samples: list[dict[str, Any]], by_range: dict[str, list[dict[str, Any]]]) -> dict[str, bytes]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -39,6 +63,10 @@ def _plots(result: Any, samples: list[dict[str, Any]]) -> dict[str, bytes]:
         axes[0].legend(fontsize=7)
         fig.tight_layout()
         out["metrics_per_frame.png"] = _png(fig)
+        plt.close(fig)
+    if by_range:
+        fig = depth_by_range_figure({f"metric depth by range: {cam}": rows for cam, rows in by_range.items()})
+        out["depth_by_range.png"] = _png(fig)
         plt.close(fig)
     lat = [f["latency_ms"] for f in result.frames if "latency_ms" in f]
     if lat:
@@ -76,7 +104,7 @@ def _plots(result: Any, samples: list[dict[str, Any]]) -> dict[str, bytes]:
 
 def write_report(out_dir: Path, report: dict[str, Any], result: Any, samples: list[dict[str, Any]]) -> Path:
     """Write the PNGs and ``report.html`` into ``out_dir``; returns the HTML path."""
-    pngs = _plots(result, samples)
+    pngs = _plots(result, samples, report.get("depth_by_range", {}))
     for name, data in pngs.items():
         (out_dir / name).write_bytes(data)
     esc = html.escape

@@ -68,6 +68,10 @@ class TrainConfig:
     ema_warmup: bool = True
     single_step_prob: float = 0.6  # share of examples trained at t = T (the one-step case)
     depth_curve_weight: float = 2.0
+    #: L1 on log depth (metres, both clamped to [LOG_DEPTH_MIN_M, LOG_DEPTH_MAX_M]; targets beyond that ignored):
+    #: weights every range by its relative error, as AbsRel and delta1 do. The curve's L1 alone weights 0.5 m
+    #: about 3x less than 5 m and 50 m about 5x less.
+    depth_log_weight: float = 0.0
     normals_cos_weight: float = 0.5
     seg_ce_weight: float = 0.5  # cross-entropy on the palette head's logits (models with palette_head_dim)
     seg_dice_weight: float = 0.0  # soft Dice per requested class (small objects and referring regions count)
@@ -265,16 +269,34 @@ def _losses(
         f_pred = torch_ops.depth_to_curve(torch_ops.decode_depth(p01[depth], channel_dim=1))
         f_true = torch_ops.depth_to_curve(torch_ops.decode_depth(t01[depth], channel_dim=1))
         out["depth_curve"] = (f_pred - f_true).abs().mean() * cfg.depth_curve_weight
+        out["depth_log"] = _log_depth_l1(f_pred, f_true) * cfg.depth_log_weight if cfg.depth_log_weight else zero
     else:
-        out["depth_curve"] = zero
+        out["depth_curve"] = out["depth_log"] = zero
     if normals.any():
         n_pred = torch_ops.decode_normals(p01[normals], channel_dim=1)
         n_true = torch_ops.decode_normals(t01[normals], channel_dim=1)
         out["normals_cos"] = (1.0 - (n_pred * n_true).sum(1)).mean() * cfg.normals_cos_weight
     else:
         out["normals_cos"] = zero
-    out["total"] = out["rgb"] + out["depth_curve"] + out["normals_cos"]
+    out["total"] = out["rgb"] + out["depth_curve"] + out["depth_log"] + out["normals_cos"]
     return out
+
+
+#: The range :func:`_log_depth_l1` compares depths over: below, the log's slope explodes; above, targets are sky.
+LOG_DEPTH_MIN_M, LOG_DEPTH_MAX_M = 0.05, 100.0
+
+
+def _log_depth_l1(f_pred: torch.Tensor, f_true: torch.Tensor) -> torch.Tensor:
+    """Mean ``|log d_pred - log d_true|`` over target pixels inside [LOG_DEPTH_MIN_M, LOG_DEPTH_MAX_M], from the
+    curve values; 0 when no pixel is."""
+    from vb_perception.codecs import torch_ops
+
+    lo, hi = (float(torch_ops.depth_to_curve(torch.tensor(v))) for v in (LOG_DEPTH_MIN_M, LOG_DEPTH_MAX_M))
+    keep = f_true <= hi
+    d_pred = torch_ops.curve_to_depth(f_pred.clamp(lo, hi))
+    d_true = torch_ops.curve_to_depth(f_true.clamp(lo, hi))
+    err = (d_pred.log() - d_true.log()).abs() * keep
+    return err.sum() / keep.sum().clamp_min(1)
 
 
 def palette_targets(
@@ -525,7 +547,7 @@ def train_loop(
     text = TextEncoder(accelerator.device) if raw.uses_minilm else None
 
     metrics_path = run / "metrics.csv"
-    columns = ["total", "rgb", "depth_curve", "normals_cos", "seg_ce"]
+    columns = ["total", "rgb", "depth_curve", "depth_log", "normals_cos", "seg_ce"]
     new_file = not metrics_path.is_file()
     if not new_file:  # drop rows logged after the checkpoint we resume from (they will be redone)
         lines = metrics_path.read_text().splitlines(keepends=True)
