@@ -56,7 +56,7 @@ def depth_anything_small() -> object:
     return DepthAnythingForDepthEstimation(cfg).eval()
 
 
-def feeds_for(res: int, multiple: int) -> dict[str, np.ndarray]:
+def feeds_for(res: int, multiple: int, cond_names: tuple[str, ...]) -> dict[str, np.ndarray]:
     import torch
 
     from vb_perception.model.conditioning import batch_tokens, tokens_for
@@ -65,11 +65,11 @@ def feeds_for(res: int, multiple: int) -> dict[str, np.ndarray]:
     from vb_perception.prompts import parse_prompt
 
     h, w = processing_size(480, 640, res, multiple)
-    cond = batch_tokens([tokens_for(p, parse_prompt(p)) for p in PROMPTS], TextEncoder(), torch.device("cpu"))
+    items = [tokens_for(p, parse_prompt(p)) for p in PROMPTS]
+    cond = batch_tokens(items, TextEncoder(), torch.device("cpu"), camera="camera" in cond_names)
     image = np.random.default_rng(0).uniform(-1, 1, (3, 3, h, w)).astype(np.float32)
     noise = np.random.default_rng(1).standard_normal((3, 3, h, w)).astype(np.float32)
-    names = ["text_emb", "colors", "roles", "task", "mask"]
-    return {"image": image, "noise": noise} | {n: c.numpy() for n, c in zip(names, cond)}
+    return {"image": image, "noise": noise} | {n: c.numpy() for n, c in zip(cond_names, cond)}
 
 
 def main() -> None:
@@ -94,7 +94,7 @@ def main() -> None:
     da = depth_anything_small()
     rows = []
     for res in args.res:
-        feeds = feeds_for(res, m)
+        feeds = feeds_for(res, m, torch_backend.net.model.cond_names)
         h, w = feeds["image"].shape[2:]
         onnx_path = default_export_path(f"{version}-opt{h}x{w}", steps)
         if not onnx_path.is_file():
@@ -134,7 +134,7 @@ def main() -> None:
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
-        feeds = feeds_for(args.res[0], m)
+        feeds = feeds_for(args.res[0], m, torch_backend.net.model.cond_names)
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(3):
                 torch_backend.infer(feeds)

@@ -50,7 +50,7 @@ def _decode(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def main() -> int:
     import torch
 
-    from vb_perception.model.conditioning import batch_tokens, tokens_for
+    from vb_perception.model.conditioning import tokens_for
     from vb_perception.model.loading import load_generator
     from vb_perception.model.text import TextEncoder
     from vb_perception.offline.export import default_export_path, export_onnx
@@ -73,14 +73,12 @@ def main() -> int:
     model = load_generator(folder, "cuda")
     steps = args.steps or model.config.default_steps
     h, w = processing_size(args.height, args.width, model.config.resolution_px, model.size_multiple)
-    cond = batch_tokens([tokens_for(p, parse_prompt(p)) for p in PROMPTS], TextEncoder("cuda"), torch.device("cuda"))
+    cond = model.conditioning([tokens_for(p, parse_prompt(p)) for p in PROMPTS], TextEncoder("cuda"))
     image = torch.rand(3, 3, h, w, device="cuda") * 2 - 1
     noise = torch.randn(3, 3, h, w, device="cuda", generator=torch.Generator("cuda").manual_seed(0))
     net = UnrolledSampler(model, steps).eval()
     args_t = (image, noise, *cond)
-    feeds = {
-        n: t.cpu().numpy() for n, t in zip(["image", "noise", "text_emb", "colors", "roles", "task", "mask"], args_t)
-    }
+    feeds = {n: t.cpu().numpy() for n, t in zip(["image", "noise", *model.cond_names], args_t)}
     sync = torch.cuda.synchronize
     results: dict[str, tuple[np.ndarray, float]] = {}
     with torch.no_grad():

@@ -50,6 +50,11 @@ def _architecture(cfg: dict, n_params: str) -> str:
             "; a depth path head: depth outputs in the paper's encoding are drawn exactly on the cube walk at "
             "f = decode(free RGB) + a learned correction channel"
         )
+    if cfg.get("focal_conditioning"):
+        text += (
+            "; focal conditioning: the camera's focal length (fx / short image side, from camera_info or `--fx-px`) "
+            "enters the timestep embedding; without one the model runs as for an unknown camera"
+        )
     return text + f"; {n_params} parameters"
 
 

@@ -328,3 +328,53 @@ def test_depth_head_saves_and_loads(tmp_path: Path) -> None:
     loaded = VBGenerator.from_pretrained(head.save_pretrained(tmp_path / "m"))
     assert loaded.config.depth_head and loaded.unet.conv_out.out_channels == 12
     torch.testing.assert_close(loaded.unet.conv_out.weight, head.unet.conv_out.weight.half().float())
+
+
+def test_camera_features_tell_known_focal_lengths_apart_and_unknown_from_all() -> None:
+    from vb_perception.errors import VbPerceptionError
+    from vb_perception.model.conditioning import CAMERA_DIM, camera_features, focal_ratio
+    from vb_perception.runtime.spec import CAMERA_DIM as SPEC_CAMERA_DIM
+
+    assert SPEC_CAMERA_DIM == CAMERA_DIM  # the torch-free export spec agrees with the model
+    assert focal_ratio(525.0, 480, 640) == pytest.approx(525 / 480) and focal_ratio(None, 480, 640) is None
+    for bad in (0.0, -3.0, float("nan"), float("inf")):
+        with pytest.raises(VbPerceptionError, match="positive focal length"):
+            focal_ratio(bad, 480, 640)
+    f = camera_features([None, 0.5, 1.0, 2.0])
+    assert f.shape == (4, CAMERA_DIM) and bool(torch.isfinite(f).all())
+    assert f[0].tolist() == [0.0, 1.0] + [0.0] * (CAMERA_DIM - 2)  # unknown: its own flag, nothing else
+    assert (f[1:, 0] == 1).all() and (f[1:, 1] == 0).all()
+    assert torch.cdist(f[1:], f[1:]).triu(1)[torch.ones(3, 3).triu(1).bool()].min() > 0.3  # distinct cameras
+
+
+def test_focal_conditioning_grows_as_the_same_model_then_uses_the_focal_length(text: TextEncoder) -> None:
+    torch.manual_seed(0)
+    model = VBGenerator(replace(TINY, palette_head_dim=8, depth_head=True)).eval()
+    grown = model.with_focal_conditioning().eval()
+    assert grown.config.focal_conditioning and grown.cond_names[-1] == "camera" and "camera" not in model.cond_names
+    prompts = ["Generate a metric depth map", "surface normals", '{"cat": "red"}']
+    img = torch.rand(3, 3, 32, 32) * 2 - 1
+
+    def run(m: VBGenerator, focal: float | None) -> torch.Tensor:
+        cond = m.conditioning([tokens_for(p, parse_prompt(p), focal) for p in prompts], text)
+        return m.sample(img, cond, steps=1, generator=torch.Generator().manual_seed(1))
+
+    base = run(model, None)
+    assert len(model.conditioning([tokens_for(prompts[0], parse_prompt(prompts[0]), 0.8)], text)) == 5
+    for focal in (None, 0.6, 1.3):  # zero projection: every camera gives what the model gave
+        torch.testing.assert_close(run(grown, focal), base)
+    with torch.no_grad():
+        grown.unet.time_embedding.cond_proj.weight.normal_()  # as if trained
+    near, far, unknown = run(grown, 1.3), run(grown, 0.6), run(grown, None)
+    assert (near - far).abs().max() > 1e-3 and (near - unknown).abs().max() > 1e-3
+    cond5 = grown.conditioning([tokens_for(p, parse_prompt(p)) for p in prompts], text)[:5]  # no camera: unknown
+    torch.testing.assert_close(grown.sample(img, cond5, steps=1, generator=torch.Generator().manual_seed(1)), unknown)
+
+
+def test_focal_conditioning_saves_and_loads(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = VBGenerator(replace(TINY, focal_conditioning=True))
+    loaded = VBGenerator.from_pretrained(model.save_pretrained(tmp_path / "m"))
+    assert loaded.config.focal_conditioning
+    w = model.unet.time_embedding.cond_proj.weight
+    torch.testing.assert_close(loaded.unet.time_embedding.cond_proj.weight, w.half().float())

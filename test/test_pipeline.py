@@ -149,3 +149,40 @@ def test_eval_on_synthetic_samples_and_a_real_frame(model_dir: Path, tmp_path: P
         real["depth"]["pixels"] > 1000 and sum(r["pixels"] for r in real["depth_by_range"]) == real["depth"]["pixels"]
     )
     assert (tmp_path / "tum" / "eval_depth_by_range.png").is_file()
+
+
+def test_a_focal_conditioned_model_takes_the_camera_focal_length_everywhere(tmp_path: Path, pipe: Perception) -> None:
+    from dataclasses import replace
+
+    from vb_perception.offline.synth.dataset import SynthConfig, write_dataset
+
+    torch.manual_seed(0)
+    folder = VBGenerator(replace(TINY, focal_conditioning=True)).save_pretrained(tmp_path / "focal")
+    plain, pipe = pipe, Perception(folder)
+    image = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    prompt = ["Generate a metric depth map"]
+    wide, tele, unknown = (pipe(image, prompt, fx_px=f)[0] for f in (20.0, 90.0, None))
+    assert isinstance(wide, DepthResult) and isinstance(tele, DepthResult) and isinstance(unknown, DepthResult)
+    assert not np.array_equal(wide.generated, tele.generated) and not np.array_equal(wide.generated, unknown.generated)
+    assert np.array_equal(pipe(image, prompt, fx_px=20.0)[0].generated, wide.generated)  # cached per camera
+    with pytest.raises(VbPerceptionError, match="positive focal length"):
+        pipe(image, prompt, fx_px=0.0)
+    assert not plain.uses_focal  # a model without the input ignores a valid focal length, yet checks it
+    assert np.array_equal(plain(image, prompt, fx_px=20.0)[0].generated, plain(image, prompt)[0].generated)
+    with pytest.raises(VbPerceptionError, match="positive focal length"):
+        plain(image, prompt, fx_px=float("nan"))
+    img = tmp_path / "cam.png"
+    from vb_perception.imageio import write_rgb
+
+    write_rgb(img, image)
+    out = tmp_path / "pred"
+    assert (
+        main(["predict", str(img), "--task", "depth", "--fx-px", "45", "--model", str(folder), "--out", str(out)]) == 0
+    )
+    assert json.loads((out / "cam" / "outputs.json").read_text())["fx_px"] == 45.0
+    write_dataset(SynthConfig(res_px=32, seed=777), 2, tmp_path / "data", workers=1, progress=False)
+    for flag, expected in (([], "given"), (["--no-intrinsics"], "unknown to the model")):
+        ev = tmp_path / f"ev{len(flag)}"
+        args = ["eval", "--data", str(tmp_path / "data"), "--model", str(folder), "--out", str(ev), *flag]
+        assert main(args) == 0
+        assert json.loads((ev / "eval.json").read_text())["focal_length"] == expected

@@ -18,6 +18,7 @@ from vb_perception.ros.conversions import (
     EncodingError,
     camera_info_k,
     compressed_to_rgb,
+    image_fx_px,
     image_to_rgb,
     numpy_to_image,
     pointcloud2,
@@ -164,6 +165,13 @@ def test_camera_info_scaling_keeps_projection() -> None:
     assert small.p[0] == 262.5 and small.distortion_model == "plumb_bob"
     with pytest.raises(Exception, match="not calibrated"):
         camera_info_k(CameraInfo())
+
+
+def test_the_focal_length_of_an_image_follows_its_width_and_is_none_when_uncalibrated() -> None:
+    info = CameraInfo(height=480, width=640)
+    info.k = [525.0, 0.0, 319.5, 0.0, 525.0, 239.5, 0.0, 0.0, 1.0]
+    assert image_fx_px(info, 640) == 525.0 and image_fx_px(info, 320) == 262.5  # a half-size image stream
+    assert image_fx_px(CameraInfo(), 640) is None and image_fx_px(None, 640) is None  # K all zero: uncalibrated
 
 
 def test_pointcloud2_fields_and_packed_rgb() -> None:

@@ -18,6 +18,7 @@ pytest.importorskip("onnxruntime", reason="needs onnxruntime")
 from vb_perception.cli import main
 from vb_perception.imageio import sample_frame
 from vb_perception.pipeline import DepthResult, NormalsResult, Perception, SegmentationResult
+from vb_perception.prompts import parse_prompt
 from vb_perception.runtime import BackendError, SpecError, backend_for, load_backend
 from vb_perception.runtime.spec import generator_spec
 from vb_perception.runtime.tensorrt_backend import check_onnx_for_tensorrt, engine_key
@@ -270,3 +271,25 @@ def test_the_depth_path_head_exports_and_matches_torch(tmp_path: Path) -> None:
     assert np.mean(ok_ref == ok_out) >= 0.995 and ok_ref.mean() > 0.5  # the random head clips some pixels to white
     valid = ok_ref & ok_out
     assert np.mean(np.abs(out[0].depth_m[valid] - ref[0].depth_m[valid]) / ref[0].depth_m[valid]) <= 0.005
+
+
+def test_focal_conditioning_exports_with_a_camera_input_and_matches_torch(tmp_path: Path) -> None:
+    """A tiny focal-conditioned model (random projection, so the focal length matters) through ONNX export and ONNX
+    Runtime, with a known and an unknown camera."""
+    from tiny_models import save_tiny
+
+    from vb_perception.offline.export import export_onnx
+
+    folder = save_tiny(tmp_path / "m", focal_conditioning=True, model_version="tiny-focal")
+    onnx_path = export_onnx(folder, steps=1, height=32, width=32, out=tmp_path / "tiny.onnx")
+    ort = Perception(folder, backend="onnxruntime", engine=onnx_path)
+    assert ort.uses_focal and [t.name for t in ort.backend.inputs][-1] == "camera"  # type: ignore[union-attr]
+    image = sample_frame()[0]
+    ref = Perception(folder)
+    for fx_px in (None, 300.0, 900.0):
+        a = ref.generate(image, [parse_prompt(PROMPTS[0])], PROMPTS[:1], seed=1, fx_px=fx_px)
+        b = ort.generate(image, [parse_prompt(PROMPTS[0])], PROMPTS[:1], seed=1, fx_px=fx_px)
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 2, fx_px
+    wide = ref.generate(image, [parse_prompt(PROMPTS[0])], PROMPTS[:1], seed=1, fx_px=300.0)
+    tele = ref.generate(image, [parse_prompt(PROMPTS[0])], PROMPTS[:1], seed=1, fx_px=900.0)
+    assert np.abs(wide.astype(int) - tele.astype(int)).max() > 2  # the camera input is live in both runtimes

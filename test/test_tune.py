@@ -215,3 +215,15 @@ def test_the_log_depth_loss_trains_and_is_logged(tmp_path: Path) -> None:
     assert _tune(tmp_path, "--set", "train.depth_log_weight=0.5", "--set", "data.task_mix={depth: 1.0}") == 0
     rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
     assert rows and all(float(r["depth_log"]) > 0 for r in rows)
+
+
+def test_focal_conditioning_trains_and_grows_onto_a_model_without_it(tmp_path: Path) -> None:
+    from tiny_models import save_tiny
+
+    start = save_tiny(tmp_path / "start")  # tiny.yaml's architecture, without the camera input
+    args = ("--set", "model.focal_conditioning=true", "--set", "data.focal_dropout=0.5", "--set", "train.max_steps=2")
+    assert _tune(tmp_path, *args, "--set", f"init_from={start}") == 0
+    model = VBGenerator.from_pretrained(tmp_path / "run" / "model")
+    assert model.config.focal_conditioning and model.cond_names[-1] == "camera"
+    with pytest.raises(TuneError, match="focal_dropout"):
+        load_tune_config(TINY, {"data.focal_dropout": 1.5})

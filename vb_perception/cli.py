@@ -196,7 +196,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     prompts = prompts_for(args.task or (["depth", "normals"] if not args.prompt else []), args.prompt or [])
     folders = predict_files(
-        args.images, prompts, Path(args.out), args.model, args.steps, args.device, args.backend, args.engine
+        args.images, prompts, Path(args.out), args.model, args.steps, args.device, args.backend, args.engine, args.fx_px
     )
     for folder in folders:
         print(f"wrote {folder}")
@@ -252,7 +252,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from vb_perception.offline.evaluate import evaluate, format_report
 
     report = evaluate(
-        args.data, args.out, args.model, args.steps, args.n, args.depth_scale_m, args.device, args.backend, args.engine
+        args.data,
+        args.out,
+        args.model,
+        args.steps,
+        args.n,
+        args.depth_scale_m,
+        args.device,
+        args.backend,
+        args.engine,
+        fx_px=args.fx_px,
+        intrinsics=not args.no_intrinsics,
     )
     print(format_report(report))
     print(f"\nreport: {Path(args.out) / 'eval.json'}")
@@ -428,6 +438,12 @@ def _parser() -> argparse.ArgumentParser:
         "--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt"), help="runtime (default: torch)"
     )
     s.add_argument("--engine", default=None, help="the .onnx / .engine to run (default: `vb-perception export`'s)")
+    s.add_argument(
+        "--fx-px",
+        type=float,
+        default=None,
+        help="the images' focal length in pixels (camera_info K[0]); sharpens the metric scale of models that use it",
+    )
     s.add_argument("--out", required=True, help="output folder; one subfolder per image")
     s.set_defaults(func=_cmd_predict)
 
@@ -484,6 +500,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     s.add_argument("--n", type=int, default=None, help="evaluate only the first N samples")
     s.add_argument("--depth-scale-m", type=float, default=None, help="metres per unit of an integer depth.png")
+    s.add_argument(
+        "--fx-px", type=float, default=None, help="a real folder's focal length [px], for models that use it"
+    )
+    s.add_argument(
+        "--no-intrinsics",
+        action="store_true",
+        help="withhold the focal length from focal-conditioned models (the unknown-camera case)",
+    )
     s.add_argument("--device", default="cpu", help="torch device")
     s.add_argument(
         "--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt"), help="runtime (default: torch)"

@@ -191,6 +191,7 @@ class Perception:
             self.model_version, self.resolution_px = c.model_version, c.resolution_px
             self.size_multiple, self.steps = self.model.size_multiple, steps or c.default_steps
             uses_minilm = self.model.uses_minilm
+            self.uses_focal = "camera" in self.model.cond_names
         else:
             from vb_perception.runtime import load_backend
 
@@ -203,9 +204,10 @@ class Perception:
             self.model_version, self.resolution_px = meta["model_version"], meta["resolution_px"]
             self.size_multiple, self.steps = meta["size_multiple"], meta["steps"]
             uses_minilm = True
+            self.uses_focal = "camera" in meta.get("cond_names", ())
         self.text = TextEncoder(device) if uses_minilm else None
         # Prompt tokens per prompt list: computed when the prompts change, not per frame (a few recent lists kept).
-        self._cond_cache: dict[tuple[str, ...], tuple[object, ...]] = {}
+        self._cond_cache: dict[tuple[str | float | None, ...], tuple[object, ...]] = {}
 
     def _default_engine(self, steps: int | None) -> Path:
         import json
@@ -222,23 +224,32 @@ class Perception:
         return path
 
     def generate(
-        self, image: NDArray[np.uint8], specs: Sequence[TaskSpec], prompts: Sequence[str], seed: int = 0
+        self,
+        image: NDArray[np.uint8],
+        specs: Sequence[TaskSpec],
+        prompts: Sequence[str],
+        seed: int = 0,
+        fx_px: float | None = None,
     ) -> NDArray[np.uint8]:
-        """Raw generated RGB ``[N, h, w, 3]`` at the processing size, one per prompt, in one batched call."""
+        """Raw generated RGB ``[N, h, w, 3]`` at the processing size, one per prompt, in one batched call.
+        ``fx_px``: the image's focal length in pixels (camera_info K[0]), for models with focal conditioning; other
+        models ignore it, and None means unknown."""
         import torch
 
-        from vb_perception.model.conditioning import batch_tokens, tokens_for
+        from vb_perception.model.conditioning import batch_tokens, focal_ratio, tokens_for
 
+        focal = focal_ratio(fx_px, image.shape[0], image.shape[1])  # checked even where the model ignores it
+        focal = focal if self.uses_focal else None
         h, w = processing_size(image.shape[0], image.shape[1], self.resolution_px, self.size_multiple)
         x = network_image(image, h, w, len(specs), self.device)
-        key = tuple(prompts)
+        key = (*prompts, None if focal is None else round(focal, 4))
         cond = self._cond_cache.get(key)
         if cond is None:
-            items = [tokens_for(p, s) for p, s in zip(prompts, specs)]
+            items = [tokens_for(p, s, focal) for p, s in zip(prompts, specs)]
             if self.model is not None:
                 cond = self.model.conditioning(items, self.text)
             else:
-                cond = batch_tokens(items, self.text, self.device)
+                cond = batch_tokens(items, self.text, self.device, camera=self.uses_focal)
             while len(self._cond_cache) >= 8:
                 self._cond_cache.pop(next(iter(self._cond_cache)))
             self._cond_cache[key] = cond
@@ -253,11 +264,15 @@ class Perception:
             out = torch.from_numpy(self.backend.infer(feeds)["rgb"])
         return ((out.permute(0, 2, 3, 1).cpu().numpy() + 1.0) * 127.5).round().clip(0, 255).astype(np.uint8)
 
-    def __call__(self, image: NDArray[np.uint8], prompts: Sequence[str], seed: int = 0) -> list[Result]:
+    def __call__(
+        self, image: NDArray[np.uint8], prompts: Sequence[str], seed: int = 0, fx_px: float | None = None
+    ) -> list[Result]:
+        """Every prompt on ``image`` (uint8 HxWx3 RGB). ``fx_px``: its focal length in pixels when known (camera_info
+        K[0] at this image's size), which models with focal conditioning use for the metric scale."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise VbPerceptionError(f"image must be uint8 HxWx3 RGB, got {image.dtype} {image.shape}")
         specs = [parse_prompt(p) for p in prompts]  # 1. every prompt error before any compute
-        generated = self.generate(image, specs, prompts, seed)  # 2-3. one batched call
+        generated = self.generate(image, specs, prompts, seed, fx_px)  # 2-3. one batched call
         h, w = image.shape[:2]
         results: list[Result] = []
         for prompt, spec, rgb in zip(prompts, specs, generated):  # 4-5. decode, back to input resolution

@@ -11,7 +11,9 @@ The prompt alone selects the task. Its parsed form (:mod:`vb_perception.prompts`
   choice (training matches slots to instances), so instances come out in distinct, exact colours.
 
 The task code (depth per colormap, normals, semantic, instances, referring) also conditions the UNet globally,
-added to its timestep embedding.
+added to its timestep embedding. Models with ``focal_conditioning`` also get the camera's focal length there, when it
+is known (:func:`camera_features`): metric depth from one image is ambiguous in scale by as much as the field of view
+varies.
 """
 
 from __future__ import annotations
@@ -25,10 +27,20 @@ import torch
 from torch import nn
 
 from vb_perception.colors import instance_slots
+from vb_perception.errors import VbPerceptionError
 from vb_perception.model.text import TEXT_DIM, TextEncoder
 from vb_perception.prompts import DepthSpec, InstanceSpec, NormalsSpec, ReferringSpec, SemanticSpec, TaskSpec
 
-__all__ = ["TASK_CODES", "ConditionEncoder", "PromptTokens", "task_code", "tokens_for"]
+__all__ = [
+    "CAMERA_DIM",
+    "TASK_CODES",
+    "ConditionEncoder",
+    "PromptTokens",
+    "camera_features",
+    "focal_ratio",
+    "task_code",
+    "tokens_for",
+]
 
 TASK_CODES = (
     "depth/hilbert",
@@ -55,16 +67,46 @@ def task_code(spec: TaskSpec) -> int:
 
 @dataclass(frozen=True)
 class PromptTokens:
-    """The conditioning of one prompt before the trainable encoder: texts to embed, colours, roles."""
+    """The conditioning of one prompt on one camera before the trainable encoder: texts to embed, colours, roles,
+    and the camera's focal length in units of the image's short side (:func:`focal_ratio`; None: unknown)."""
 
     task: int
     texts: tuple[str, ...]  # one per token ("" for the background token)
     colors: tuple[tuple[int, int, int], ...]  # one per token ((0, 0, 0) where none)
     roles: tuple[int, ...]
+    focal: float | None = None
 
 
-def tokens_for(prompt: str, spec: TaskSpec) -> PromptTokens:
-    """Token texts, colours and roles for ``prompt`` parsed as ``spec``."""
+def focal_ratio(fx_px: float | None, height_px: int, width_px: int) -> float | None:
+    """``fx / min(height, width)``: the focal length in units of the image's short side, which resizing keeps (None
+    stays None: unknown). 0.5 / tan(hfov / 2) for a square image: 1.21 at 45 degrees, 0.42 at 100."""
+    if fx_px is None:
+        return None
+    if not (math.isfinite(fx_px) and fx_px > 0):
+        raise VbPerceptionError(f"fx_px is {fx_px}; it must be a positive focal length in pixels (camera_info K[0])")
+    return float(fx_px) / min(height_px, width_px)
+
+
+#: Width of :func:`camera_features`.
+CAMERA_DIM = 9
+
+
+def camera_features(focal: Sequence[float | None], device: torch.device | str = "cpu") -> torch.Tensor:
+    """``[B, CAMERA_DIM]``: for a known focal ratio f, ``(1, 0, log f, sin(2^k log f), cos(2^k log f), k = 0..2)``;
+    for an unknown one ``(0, 1, 0, ...)``, so the (bias-free) projection learns a separate "unknown camera" vector."""
+    rows = []
+    for f in focal:
+        if f is None:
+            rows.append([0.0, 1.0] + [0.0] * (CAMERA_DIM - 2))
+            continue
+        u = math.log(f)
+        rows.append([1.0, 0.0, u] + [math.sin(u * 2**k) for k in range(3)] + [math.cos(u * 2**k) for k in range(3)])
+    return torch.tensor(rows, dtype=torch.float32, device=device).reshape(len(rows), CAMERA_DIM)
+
+
+def tokens_for(prompt: str, spec: TaskSpec, focal: float | None = None) -> PromptTokens:
+    """Token texts, colours and roles for ``prompt`` parsed as ``spec``, on a camera of focal ratio ``focal``
+    (:func:`focal_ratio`; None: unknown)."""
     texts, colors, roles = [prompt], [(0, 0, 0)], [_ROLE_PROMPT]
     if isinstance(spec, (SemanticSpec, ReferringSpec, InstanceSpec)):
         texts.append("")
@@ -82,7 +124,7 @@ def tokens_for(prompt: str, spec: TaskSpec) -> PromptTokens:
             roles.append(_ROLE_INSTANCE)
     elif not isinstance(spec, (DepthSpec, NormalsSpec)):
         raise TypeError(f"unknown spec {spec!r}")
-    return PromptTokens(task_code(spec), tuple(texts), tuple(colors), tuple(roles))
+    return PromptTokens(task_code(spec), tuple(texts), tuple(colors), tuple(roles), focal)
 
 
 def _fourier(rgb01: torch.Tensor) -> torch.Tensor:
@@ -112,10 +154,11 @@ class ConditionEncoder(nn.Module):
 
 
 def batch_tokens(
-    items: Sequence[PromptTokens], text: TextEncoder | Any, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    items: Sequence[PromptTokens], text: TextEncoder | Any, device: torch.device, camera: bool = False
+) -> tuple[torch.Tensor, ...]:
     """Padded batch tensors: text embeddings (``text.encode``: MiniLM, or the latent model's CLIP), colours, roles,
-    task codes and the attention mask ``[B, L + 1]``."""
+    task codes and the attention mask ``[B, L + 1]``; with ``camera``, :func:`camera_features` of the items' focal
+    ratios last."""
     length = max(len(t.texts) for t in items)
     all_texts = [s for t in items for s in t.texts if s]
     table = dict(zip(dict.fromkeys(all_texts), text.encode(list(dict.fromkeys(all_texts))).to(device)))
@@ -127,4 +170,5 @@ def batch_tokens(
     roles = torch.tensor([list(t.roles) + [0] * (length - len(t.roles)) for t in items], device=device)
     task = torch.tensor([t.task for t in items], device=device)
     mask = torch.tensor([[1] * (len(t.texts) + 1) + [0] * (length - len(t.texts)) for t in items], device=device)
-    return emb, colors.float() / 255.0, roles, task, mask
+    out = (emb, colors.float() / 255.0, roles, task, mask)
+    return out + (camera_features([t.focal for t in items], device),) if camera else out

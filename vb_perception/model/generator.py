@@ -22,6 +22,7 @@ import torch
 from vb_perception.errors import VbPerceptionError
 from vb_perception.model.base import Generator
 from vb_perception.model.conditioning import (
+    CAMERA_DIM,
     ROLE_BACKGROUND,
     ROLE_INSTANCE,
     ROLE_TARGET,
@@ -29,6 +30,7 @@ from vb_perception.model.conditioning import (
     ConditionEncoder,
     PromptTokens,
     batch_tokens,
+    camera_features,
 )
 from vb_perception.model.text import TextEncoder
 
@@ -77,6 +79,10 @@ class GeneratorConfig:
     #: directly instead of only along the edge nearest to the predicted colour, and no colour between two edges is
     #: left to the decoder's projection.
     depth_head: bool = False
+    #: The camera's focal length (in units of the image's short side, when the caller knows it: camera_info) enters
+    #: the timestep embedding through diffusers' ``time_cond_proj_dim`` projection, like the task code; unknown
+    #: cameras get a learned vector of their own. Grown onto a checkpoint with a zero projection (the same model).
+    focal_conditioning: bool = False
     default_steps: int = 1
     model_version: str = "untrained"
     format_version: int = FORMAT_VERSION
@@ -130,6 +136,7 @@ class VBGenerator(Generator):
             attention_head_dim=config.attention_head_dim,
             norm_num_groups=config.norm_num_groups,
             num_class_embeds=len(TASK_CODES),
+            time_cond_proj_dim=CAMERA_DIM if config.focal_conditioning else None,
         )
         # The plain bmm attention: on CPU it trains faster than torch's flash-attention kernel (bench in README).
         self.unet.set_attn_processor(AttnProcessor())
@@ -142,6 +149,10 @@ class VBGenerator(Generator):
     def size_multiple(self) -> int:
         return max(8, 2 ** (len(self.unet.config.block_out_channels) - 1) * self.config.space_to_depth)
 
+    @property
+    def cond_names(self) -> tuple[str, ...]:  # type: ignore[override]
+        return Generator.cond_names + (("camera",) if self.config.focal_conditioning else ())
+
     def forward(
         self,
         image: torch.Tensor,
@@ -153,8 +164,12 @@ class VBGenerator(Generator):
         """``image``, ``noisy``: ``[B, 3, H, W]`` in [-1, 1]; ``timesteps [B]``; ``cond`` from :func:`batch_tokens`.
         ``aux``, when given, receives the palette head's ``logits [B, L, H, W]``, ``valid [B, L]`` (background,
         class and instance-slot tokens), ``is_class [B, L]`` (class and slot tokens), ``uses_palette [B]`` and
-        ``is_instances [B]`` (for its training losses)."""
-        emb, colors, roles, task, mask = cond
+        ``is_instances [B]`` (for its training losses). ``cond`` of a ``focal_conditioning`` model ends with the
+        camera features (:func:`~.conditioning.camera_features`); without them the camera counts as unknown."""
+        emb, colors, roles, task, mask = cond[:5]
+        camera = None
+        if self.config.focal_conditioning:
+            camera = cond[5] if len(cond) > 5 else camera_features([None] * emb.shape[0], emb.device)
         tokens = self.cond(emb, colors, roles, task)
         planes = [noisy, image]
         if self.config.palette_channels:
@@ -164,7 +179,12 @@ class VBGenerator(Generator):
         if s > 1:
             x = torch.nn.functional.pixel_unshuffle(x, s)
         out = self.unet(
-            x, timesteps, encoder_hidden_states=tokens, class_labels=task, encoder_attention_mask=mask
+            x,
+            timesteps,
+            encoder_hidden_states=tokens,
+            class_labels=task,
+            encoder_attention_mask=mask,
+            timestep_cond=camera,
         ).sample
         if s > 1:
             out = torch.nn.functional.pixel_shuffle(out, s)
@@ -220,7 +240,7 @@ class VBGenerator(Generator):
         return u * mix + (1.0 - u) * free
 
     def conditioning(self, items: list[PromptTokens], text: TextEncoder) -> tuple[torch.Tensor, ...]:
-        return batch_tokens(items, text, self.device)
+        return batch_tokens(items, text, self.device, camera=self.config.focal_conditioning)
 
     def with_palette_channels(self, channels: int) -> VBGenerator:
         """A copy with ``channels`` palette input planes; new input weights start at zero, so it computes exactly
@@ -241,11 +261,22 @@ class VBGenerator(Generator):
         # zero output rows for the new channel's sub-pixels
         return self._grown(replace(self.config, depth_head=True), {"unet.conv_out.weight": 0, "unet.conv_out.bias": 0})
 
+    def with_focal_conditioning(self) -> VBGenerator:
+        """A copy that takes the camera's focal length. Its projection starts at zero, so the copy computes exactly
+        what this model computes, for known and unknown cameras alike, until trained."""
+        from dataclasses import replace
+
+        if self.config.focal_conditioning:
+            return self
+        return self._grown(replace(self.config, focal_conditioning=True), {})
+
     def _grown(self, config: GeneratorConfig, axes: dict[str, int]) -> VBGenerator:
         """A model of ``config`` with this model's weights; the weights named in ``axes`` are larger there and are
-        zero-padded at the end of their axis (how a checkpoint gains inputs or outputs without changing)."""
+        zero-padded at the end of their axis, and weights it lacks start at zero (how a checkpoint gains inputs or
+        outputs without changing)."""
         new = VBGenerator(config).to(self.device)
         state, shapes = self.state_dict(), new.state_dict()
+        state.update({k: torch.zeros_like(v) for k, v in shapes.items() if k not in state})
         for name, axis in axes.items():
             grown = torch.zeros_like(shapes[name])
             grown.narrow(axis, 0, state[name].shape[axis]).copy_(state[name])

@@ -31,7 +31,7 @@ __all__ = ["HELDOUT", "evaluate", "format_report"]
 HELDOUT = {"seed": 777, "mix": (("indoor", 0.34), ("tabletop", 0.33), ("street", 0.33))}
 
 
-def _synthetic(pipe: Perception, folder: Path, n: int | None, out: Path) -> dict[str, Any]:
+def _synthetic(pipe: Perception, folder: Path, n: int | None, out: Path, intrinsics: bool) -> dict[str, Any]:
     from tqdm import tqdm
 
     from vb_perception.offline.cache import SampleCache
@@ -50,7 +50,8 @@ def _synthetic(pipe: Perception, folder: Path, n: int | None, out: Path) -> dict
         depth = DepthSpec()  # always the paper's encoding: augmentation colormaps are for training
         examples = [TrainingExample(s.rgb, render_prompt(depth, rng=rng), depth, target_for(depth, s))]
         examples += [make_example(s, rng, task=t) for t in ("normals", "semantic", "referring", "instances")]
-        results = pipe(s.rgb, [e.prompt for e in examples], seed=i)
+        fx_px = float(s.k[0, 0]) if intrinsics else None
+        results = pipe(s.rgb, [e.prompt for e in examples], seed=i, fx_px=fx_px)
         for ex, r in zip(examples, results):
             if isinstance(r, DepthResult):
                 depth_rows.append(depth_metrics(r.depth_m, s.depth_m))
@@ -144,18 +145,18 @@ def _panels(path: Path, rows: list[Any]) -> None:
     plt.close(fig)
 
 
-def _real(pipe: Perception, folder: Path, depth_scale_m: float | None) -> dict[str, Any]:
+def _real(pipe: Perception, folder: Path, depth_scale_m: float | None, fx_px: float | None) -> dict[str, Any]:
     from vb_perception.imageio import read_depth, read_rgb
 
     color, depth = folder / "color.png", folder / "depth.png"
     if not (color.is_file() and depth.is_file()):
         raise VbPerceptionError(f"{folder}: expected synth .npz samples, or color.png + depth.png (metric depth)")
     gt = read_depth(depth, scale_m=depth_scale_m)
-    (r,) = pipe(read_rgb(color), ["Generate a metric depth map of this image."])
+    (r,) = pipe(read_rgb(color), ["Generate a metric depth map of this image."], fx_px=fx_px)
     assert isinstance(r, DepthResult)
     by_range = DepthByRange()
     by_range.add(r.depth_m, gt)
-    return {"samples": 1, "depth": depth_metrics(r.depth_m, gt), "depth_by_range": by_range.rows()}
+    return {"samples": 1, "real": True, "depth": depth_metrics(r.depth_m, gt), "depth_by_range": by_range.rows()}
 
 
 def evaluate(
@@ -168,18 +169,23 @@ def evaluate(
     device: str = "cpu",
     backend: str = "torch",
     engine: str | Path | None = None,
+    fx_px: float | None = None,
+    intrinsics: bool = True,
 ) -> dict[str, Any]:
     """Evaluate and write ``eval.json`` (+ ``eval_panels.png`` for synthetic data) into ``out``. ``backend`` and
-    ``engine`` as in :class:`~vb_perception.pipeline.Perception` (e.g. an int8 export on onnxruntime)."""
+    ``engine`` as in :class:`~vb_perception.pipeline.Perception` (e.g. an int8 export on onnxruntime).
+
+    Models with focal conditioning get each synthetic sample's focal length, or ``fx_px`` for a real folder, unless
+    ``intrinsics`` is False (the unknown-camera case); other models ignore it."""
     folder, out_dir = Path(data), Path(out)
     if not folder.is_dir():
         raise VbPerceptionError(f"{folder}: no such folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     pipe = Perception(model_dir, device=device, steps=steps, backend=backend, engine=engine)
     if any(folder.glob("*.npz")):
-        report = _synthetic(pipe, folder, n, out_dir)
+        report = _synthetic(pipe, folder, n, out_dir, intrinsics)
     else:
-        report = _real(pipe, folder, depth_scale_m)
+        report = _real(pipe, folder, depth_scale_m, fx_px if intrinsics else None)
         plot_depth_by_range(
             out_dir / "eval_depth_by_range.png", report["depth_by_range"], f"metric depth: {folder.name}"
         )
@@ -190,6 +196,13 @@ def evaluate(
             "model_version": pipe.model_version,
             "steps": pipe.steps,
             "backend": backend,
+            "focal_length": (
+                "not used by the model"
+                if not pipe.uses_focal
+                else "given"
+                if intrinsics and (fx_px is not None or not report.get("real"))
+                else "unknown to the model"
+            ),
         }
         | ({"engine": str(pipe.engine_path)} if pipe.engine_path else {})
         | report
@@ -221,6 +234,8 @@ def format_report(r: dict[str, Any]) -> str:
             ("requested-colour error [RGB] / confused pixels", _f(r["colors"], "mean_error_rgb", "confused_frac"))
         )
     head = f"{r.get('model_version', '?')} on {r['data']} ({r['samples']} samples, {r.get('steps')} step(s))"
+    if r.get("focal_length", "").startswith(("given", "unknown")):
+        head += f"; focal length {r['focal_length']}"
     lines = [head, "", "| metric | value |", "|---|---:|"] + [f"| {a} | {b} |" for a, b in rows]
     ranges = [x for x in r.get("depth_by_range", []) if x["pixels"]]
     if ranges:

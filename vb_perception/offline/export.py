@@ -99,7 +99,10 @@ def export_onnx(
     dims = {k: Dim(k, min=lo, max=hi) for k, (lo, _, hi) in spec.dims.items()}
     img = {0: dims["batch"], 2: m * dims["h"], 3: m * dims["w"]}
     tok = {0: dims["batch"], 1: dims["tokens"]}
-    dynamic = (img, img, (tok, tok, tok, {0: dims["batch"]}, {0: dims["batch"], 1: dims["tokens"] + 1}))
+    cond_dims = (tok, tok, tok, {0: dims["batch"]}, {0: dims["batch"], 1: dims["tokens"] + 1})
+    if "camera" in model.cond_names:
+        cond_dims += ({0: dims["batch"]},)
+    dynamic = (img, img, cond_dims)
     path = Path(out) if out else default_export_path(c.model_version, n)
     path.parent.mkdir(parents=True, exist_ok=True)
     print(f"exporting {c.model_version} ({n} step(s), opt {opt[0]}x{opt[1]}) to {path} ...", flush=True)

@@ -81,8 +81,10 @@ def predict_files(
     device: str = "cpu",
     backend: str = "torch",
     engine: str | None = None,
+    fx_px: float | None = None,
 ) -> list[Path]:
-    """Run ``prompts`` on each image (the model loads once); returns the per-image output folders."""
+    """Run ``prompts`` on each image (the model loads once); returns the per-image output folders. ``fx_px``: the
+    images' focal length in pixels, for models with focal conditioning."""
     from tqdm import tqdm
 
     if not prompts:
@@ -91,7 +93,7 @@ def predict_files(
     folders = []
     for path in tqdm([Path(p) for p in images], desc="predict", unit="image", disable=len(images) < 2):
         image = read_rgb(path)
-        results = pipe(image, list(prompts))
+        results = pipe(image, list(prompts), fx_px=fx_px)
         folder = out_dir / path.stem
         folder.mkdir(parents=True, exist_ok=True)
         summary = []
@@ -116,6 +118,7 @@ def predict_files(
                     "model_version": pipe.model_version,
                     "backend": pipe.backend_name,
                     "steps": pipe.steps,
+                    "fx_px": fx_px if pipe.uses_focal else None,  # None: the model did not use a focal length
                     "outputs": summary,
                 },
                 indent=1,

@@ -43,7 +43,7 @@ def calibration_feeds(
     image resized to the export's optimal processing size, prompts and tokens as the pipeline makes them."""
     import torch
 
-    from vb_perception.model.conditioning import batch_tokens, tokens_for
+    from vb_perception.model.conditioning import batch_tokens, focal_ratio, tokens_for
     from vb_perception.model.text import TextEncoder
     from vb_perception.offline.synth.dataset import SynthConfig, render_sample
     from vb_perception.offline.synth.examples import make_example
@@ -64,7 +64,10 @@ def calibration_feeds(
         rng = random.Random(f"calibration/{i}")
         examples = [make_example(sample, rng, task=t) for t in _TASKS[: spec.dims["batch"][2]]]
         x = network_image(sample.rgb, h, w, len(examples)).contiguous()
-        cond = batch_tokens([tokens_for(e.prompt, e.spec) for e in examples], text, torch.device("cpu"))
+        camera = any(t.name == "camera" for t in spec.inputs)  # focal-conditioned models: the render's camera
+        focal = focal_ratio(float(sample.k[0, 0]), *sample.rgb.shape[:2])
+        items = [tokens_for(e.prompt, e.spec, focal) for e in examples]
+        cond = batch_tokens(items, text, torch.device("cpu"), camera=camera)
         noise = torch.randn(x.shape, generator=gen)
         tensors = [x, noise, *cond]
         yield {t.name: v.numpy() for t, v in zip(spec.inputs, tensors)}

@@ -65,7 +65,13 @@ def replay(
     from vb_perception.offline.bagwrite import BagWriter, msg_types
     from vb_perception.offline.metrics import DepthByRange, depth_metrics
     from vb_perception.pipeline import DepthResult, InstancesResult, NormalsResult, Perception, SegmentationResult
-    from vb_perception.ros.conversions import camera_info_k, numpy_to_image, packed_pointcloud2, scaled_camera_info
+    from vb_perception.ros.conversions import (
+        camera_info_k,
+        image_fx_px,
+        numpy_to_image,
+        packed_pointcloud2,
+        scaled_camera_info,
+    )
     from vb_perception.ros.frames import PromptSet, cloud, merge_labels, overlay
     from vb_perception.ros.node import resize_rgb
     from vb_perception.runtime.memory import keep_freed_memory
@@ -111,7 +117,8 @@ def replay(
                         )
                     t0 = time.perf_counter()
                     try:
-                        results = pipe(frame.rgb, prompt_set.prompts, seed=frame.index)
+                        fx_px = image_fx_px(frame.info, frame.rgb.shape[1])
+                        results = pipe(frame.rgb, prompt_set.prompts, seed=frame.index, fx_px=fx_px)
                     except VbPerceptionError as exc:
                         result.failed.append(row | {"reason": str(exc)})
                         continue

@@ -25,7 +25,7 @@ import torch
 
 from vb_perception.errors import VbPerceptionError
 from vb_perception.model.base import Generator
-from vb_perception.model.conditioning import PromptTokens, tokens_for
+from vb_perception.model.conditioning import PromptTokens, focal_ratio, tokens_for
 from vb_perception.model.generator import GeneratorConfig, VBGenerator
 from vb_perception.model.text import TextEncoder
 from vb_perception.offline.synth.dataset import SynthConfig
@@ -53,6 +53,13 @@ class DataConfig:
     device: str = "cpu"
     workers: int = 0  # processes preparing batches ahead of the training step (0: in the training process)
     examples_per_render: int = 1  # live rendering: training examples drawn from each render (each its own task)
+    #: models with focal conditioning: the share of examples trained without the focal length (an unknown camera),
+    #: so the model also works where none is given (images without camera_info)
+    focal_dropout: float = 0.25
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.focal_dropout <= 1.0:
+            raise TuneError(f"data.focal_dropout is {self.focal_dropout}; use a share in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -215,7 +222,11 @@ class _Examples:
             ex_image, ex_target = np.ascontiguousarray(image), np.ascontiguousarray(target)
         else:
             ex_image, ex_target = ex.image, ex.target
-        return ex_image, ex_target, tokens_for(ex.prompt, ex.spec), ex.spec
+        # The camera's focal ratio (a flip keeps it), withheld for focal_dropout of the examples. Its own random stream:
+        # the examples stay the same whatever the model does with it.
+        known = random.Random(f"{self.cfg.train.seed}/{step}/{slot}/focal").random() >= self.cfg.data.focal_dropout
+        focal = focal_ratio(float(sample.k[0, 0]), *ex_image.shape[:2]) if known else None
+        return ex_image, ex_target, tokens_for(ex.prompt, ex.spec, focal), ex.spec
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, list[PromptTokens], list[TaskSpec]]:
         items = [self.get(step, i) for i in range(self.cfg.train.batch_size)]
@@ -458,8 +469,9 @@ def _panel(path: Path, model: Generator, text: TextEncoder | None, data: _Exampl
     rows = []
     for slot, task in enumerate(("depth", "normals", "semantic", "instances", "referring")):
         rng = random.Random(f"panel/{slot}")
-        ex = make_example(data.sample(rng, slot), rng, task=task)
-        rows.append((ex, tokens_for(ex.prompt, ex.spec)))
+        sample = data.sample(rng, slot)
+        ex = make_example(sample, rng, task=task)
+        rows.append((ex, tokens_for(ex.prompt, ex.spec, focal_ratio(float(sample.k[0, 0]), *ex.image.shape[:2]))))
     img = torch.from_numpy(np.stack([r[0].image for r in rows])).permute(0, 3, 1, 2).float() / 127.5 - 1
     cond = model.conditioning([r[1] for r in rows], text)
     gen = torch.Generator(device=model.device).manual_seed(0)
@@ -676,6 +688,8 @@ def build_model(cfg: TuneConfig) -> Generator:
             model = model.with_palette_channels(cfg.model.palette_channels)  # grows the input, same function
         if isinstance(model, VBGenerator) and cfg.model.depth_head and not model.config.depth_head:
             model = model.with_depth_head()  # zero correction weights: the same depths until trained
+        if isinstance(model, VBGenerator) and cfg.model.focal_conditioning and not model.config.focal_conditioning:
+            model = model.with_focal_conditioning()  # a zero projection: the same model until trained
         if isinstance(model, VBGenerator):
             keep = ("model_version", "notes")
             mine = {k: v for k, v in asdict(model.config).items() if k not in keep}

@@ -26,6 +26,7 @@ __all__ = [
     "camera_info_k",
     "cloud_fields",
     "compressed_to_rgb",
+    "image_fx_px",
     "image_to_rgb",
     "numpy_to_image",
     "packed_pointcloud2",
@@ -189,6 +190,17 @@ def camera_info_k(info: Any) -> NDArray[np.float64]:
     if k[0, 0] <= 0 or k[1, 1] <= 0:
         raise VbPerceptionError("camera_info has no focal length (K is zero): the camera is not calibrated")
     return k
+
+
+def image_fx_px(info: Any | None, width: int) -> float | None:
+    """The focal length fx [px] of ``info``'s camera at an image ``width`` px wide (camera_info may describe another
+    resolution); None without camera_info or for an uncalibrated camera (K all zero)."""
+    if info is None:
+        return None
+    fx = float(np.asarray(_cal(info, "k"), dtype=np.float64)[0])
+    if not (np.isfinite(fx) and fx > 0):
+        return None
+    return fx * width / float(info.width) if info.width else fx
 
 
 def scaled_camera_info(info: Any, height: int, width: int, info_cls: type) -> Any:

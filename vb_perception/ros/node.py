@@ -27,6 +27,7 @@ from vb_perception.ros.conversions import (
     EncodingError,
     camera_info_k,
     compressed_to_rgb,
+    image_fx_px,
     image_to_rgb,
     numpy_to_image,
     packed_pointcloud2,
@@ -266,7 +267,8 @@ class PerceptionNode(Node):
             self.stats["idle"] += 1
             return
         t0 = time.perf_counter()
-        results = self.pipe(frame.rgb, prompts.prompts)
+        fx_px = image_fx_px(frame.info, frame.rgb.shape[1])  # the metric scale cue of focal-conditioned models
+        results = self.pipe(frame.rgb, prompts.prompts, fx_px=fx_px)
         header = frame.header
         depth = next((r for r in results if isinstance(r, DepthResult)), None)
         normals = next((r for r in results if isinstance(r, NormalsResult)), None)

@@ -12,6 +12,9 @@ from typing import Any
 
 from vb_perception.errors import VbPerceptionError
 
+#: Width of the ``camera`` input (``vb_perception.model.conditioning.CAMERA_DIM``; this module stays torch-free).
+CAMERA_DIM = 9
+
 __all__ = ["ExportSpec", "SpecError", "TensorSpec", "generator_spec"]
 
 
@@ -94,9 +97,12 @@ def generator_spec(
     tokens: tuple[int, int, int] = (1, 3, 34),
     metadata: dict[str, Any] | None = None,
 ) -> ExportSpec:
-    """The pixel generator's graph: ``image, noise, text_emb, colors, roles, task, mask -> rgb`` (NCHW, [-1, 1])."""
-    if cond_names != ("text_emb", "colors", "roles", "task", "mask"):
+    """The pixel generator's graph: ``image, noise, text_emb, colors, roles, task, mask [, camera] -> rgb`` (NCHW,
+    [-1, 1]); ``camera`` ``[batch, 9]`` for models with focal conditioning."""
+    plain = ("text_emb", "colors", "roles", "task", "mask")
+    if cond_names not in (plain, plain + ("camera",)):
         raise SpecError(f"export of this model kind (conditioning {cond_names}) is not supported yet")
+    camera = (TensorSpec("camera", "float32", ("batch", CAMERA_DIM)),) if "camera" in cond_names else ()
     oh, ow = (v // multiple for v in opt_hw)
     mh, mw = (v // multiple for v in (max_hw or (2 * opt_hw[0], 2 * opt_hw[1])))
     img = ("batch", 3, f"{multiple}*h", f"{multiple}*w")
@@ -110,6 +116,7 @@ def generator_spec(
             TensorSpec("roles", "int64", ("batch", "tokens")),
             TensorSpec("task", "int64", ("batch",)),
             TensorSpec("mask", "int64", ("batch", "tokens+1")),
+            *camera,
         ),
         outputs=(TensorSpec("rgb", "float32", img),),
         dims={
