@@ -58,11 +58,26 @@ def _architecture(cfg: dict, n_params: str) -> str:
     return text + f"; {n_params} parameters"
 
 
+def _unknown_camera(held: dict, unknown: dict | None) -> str:
+    """The card's paragraph on the model without a focal length (focal-conditioned models only)."""
+    if unknown is None:
+        return ""
+    g, u = held["depth"], unknown["depth"]
+    return f"""
+Without the focal length (an uncalibrated camera, `--no-intrinsics`), the same held-out samples give depth δ1
+{u["delta1"]:.3f} and AbsRel {u["abs_rel"]:.3f} (with it: {g["delta1"]:.3f} and {g["abs_rel"]:.3f}); normals mean
+{unknown["normals"]["mean_deg"]:.1f}°, semantic mIoU {unknown["semantic"]["miou"]:.3f}.
+"""
+
+
 def main() -> None:
     folder = Path(sys.argv[1] if len(sys.argv) > 1 else "models/vb-mini")
     cfg = json.loads((folder / "config.json").read_text())
     held = json.loads((folder / "eval_heldout.json").read_text())
     tum = json.loads((folder / "eval_tum.json").read_text())
+    unknown_path = folder / "eval_heldout_unknown_camera.json"
+    unknown = json.loads(unknown_path.read_text()) if unknown_path.is_file() else None
+    tum_fx = f" --fx-px {tum['fx_px']:g}" if tum.get("fx_px") and cfg.get("focal_conditioning") else ""
     two = folder / "eval_heldout_2step.json"
     held2 = json.loads(two.read_text()) if two.is_file() else None
     notes = cfg["notes"]
@@ -163,10 +178,10 @@ marked as median-scaled.
 {format_report(held)}
 
 Real frame: the TUM RGB-D fixture (Kinect, 640×480, 1.5–9.3 m), depth only. Reproduce with
-`vb-perception eval --data vb_perception/data/tum_rgbd --depth-scale-m 0.0002 --out out/eval-tum`.
+`vb-perception eval --data vb_perception/data/tum_rgbd --depth-scale-m 0.0002{tum_fx} --out out/eval-tum`.
 
 {format_report(tum)}
-
+{_unknown_camera(held, unknown)}
 The project's targets on the held-out split are δ1 ≥ 0.97, AbsRel ≤ 0.05, a normals mean angle ≤ 8°, referring and
 semantic IoU ≥ 0.85, and colours that decode without confusion. **This checkpoint does not meet them yet.**
 

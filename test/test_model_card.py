@@ -43,7 +43,7 @@ def test_eval_reproduces_the_real_frame_table(tmp_path: Path) -> None:
     from vb_perception.offline.evaluate import evaluate
 
     stored = _report("eval_tum.json")
-    measured = evaluate("vb_perception/data/tum_rgbd", tmp_path, depth_scale_m=0.0002)
+    measured = evaluate("vb_perception/data/tum_rgbd", tmp_path, depth_scale_m=0.0002, fx_px=stored.get("fx_px"))
     _close(measured, stored)
 
 

@@ -41,7 +41,7 @@ def _synthetic(pipe: Perception, folder: Path, n: int | None, out: Path, intrins
     cache = SampleCache(folder)
     count = min(n or len(cache), len(cache))
     depth_rows, normal_rows, inst_rows = [], [], []
-    by_range, by_family = DepthByRange(), {}  # type: ignore[var-annotated]
+    by_range, by_family = DepthByRange(), dict[str, list[dict[str, float]]]()
     sem_ious, ref_ious, ref_i, ref_u, color_err, confused = [], [], 0, 0, [], []
     panels = []
     for i in tqdm(range(count), desc="eval", unit="sample"):
@@ -156,7 +156,13 @@ def _real(pipe: Perception, folder: Path, depth_scale_m: float | None, fx_px: fl
     assert isinstance(r, DepthResult)
     by_range = DepthByRange()
     by_range.add(r.depth_m, gt)
-    return {"samples": 1, "real": True, "depth": depth_metrics(r.depth_m, gt), "depth_by_range": by_range.rows()}
+    return {
+        "samples": 1,
+        "real": True,
+        "fx_px": fx_px,
+        "depth": depth_metrics(r.depth_m, gt),
+        "depth_by_range": by_range.rows(),
+    }
 
 
 def evaluate(
