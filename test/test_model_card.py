@@ -24,6 +24,10 @@ def _close(measured: Any, stored: Any, path: str = "") -> None:
         for key, value in stored.items():
             if key not in ("data", "model"):
                 _close(measured[key], value, f"{path}.{key}")
+    elif isinstance(stored, list):
+        assert isinstance(measured, list) and len(measured) == len(stored), path
+        for i, (m, v) in enumerate(zip(measured, stored)):
+            _close(m, v, f"{path}[{i}]")
     elif isinstance(stored, float) and not math.isnan(stored):
         assert measured == pytest.approx(stored, abs=2e-3), path
     else:

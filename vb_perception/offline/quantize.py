@@ -64,8 +64,10 @@ def calibration_feeds(
         rng = random.Random(f"calibration/{i}")
         examples = [make_example(sample, rng, task=t) for t in _TASKS[: spec.dims["batch"][2]]]
         x = network_image(sample.rgb, h, w, len(examples)).contiguous()
-        camera = any(t.name == "camera" for t in spec.inputs)  # focal-conditioned models: the render's camera
-        focal = focal_ratio(float(sample.k[0, 0]), *sample.rgb.shape[:2])
+        # Focal-conditioned models: the render's camera on even frames, an unknown camera on odd ones, so the
+        # calibrated range of the camera input covers both (an unseen "unknown" flag would quantize to 0).
+        camera = any(t.name == "camera" for t in spec.inputs)
+        focal = focal_ratio(float(sample.k[0, 0]), *sample.rgb.shape[:2]) if i % 2 == 0 else None
         items = [tokens_for(e.prompt, e.spec, focal) for e in examples]
         cond = batch_tokens(items, text, torch.device("cpu"), camera=camera)
         noise = torch.randn(x.shape, generator=gen)
