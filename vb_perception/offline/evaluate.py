@@ -158,7 +158,6 @@ def _real(pipe: Perception, folder: Path, depth_scale_m: float | None, fx_px: fl
     by_range.add(r.depth_m, gt)
     return {
         "samples": 1,
-        "real": True,
         "fx_px": fx_px,
         "depth": depth_metrics(r.depth_m, gt),
         "depth_by_range": by_range.rows(),
@@ -188,7 +187,8 @@ def evaluate(
         raise VbPerceptionError(f"{folder}: no such folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     pipe = Perception(model_dir, device=device, steps=steps, backend=backend, engine=engine)
-    if any(folder.glob("*.npz")):
+    synthetic = any(folder.glob("*.npz"))
+    if synthetic:
         report = _synthetic(pipe, folder, n, out_dir, intrinsics)
     else:
         report = _real(pipe, folder, depth_scale_m, fx_px if intrinsics else None)
@@ -206,7 +206,7 @@ def evaluate(
                 "not used by the model"
                 if not pipe.uses_focal
                 else "given"
-                if intrinsics and (fx_px is not None or not report.get("real"))
+                if intrinsics and (synthetic or fx_px is not None)
                 else "unknown to the model"
             ),
         }

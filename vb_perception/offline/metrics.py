@@ -25,14 +25,29 @@ __all__ = [
 DEPTH_RANGES_M: tuple[float, ...] = (0.0, 2.0, 5.0, 10.0, 20.0, float("inf"))
 
 
-def depth_metrics(pred_m: NDArray[np.floating], gt_m: NDArray[np.floating]) -> dict[str, float]:
-    """δ1/δ2/δ3, AbsRel, RMSE (metric, no alignment) and the same after median scaling (``*_aligned``)."""
+DELTA1_RATIO = 1.25
+"""δ1 counts pixels whose max(pred / gt, gt / pred) is below this (δ2, δ3: its square and cube)."""
+
+
+def _valid_pairs(
+    pred_m: NDArray[np.floating], gt_m: NDArray[np.floating]
+) -> tuple[NDArray[np.float64], NDArray[np.float64], int]:
+    """The (pred, gt) pixel pairs every depth metric scores: ground truth finite and > 0 (else the pixel has no
+    truth) and a prediction finite and > 0. Returns both as float64 vectors and the number of pixels with truth."""
     gt = np.asarray(gt_m, dtype=np.float64)
     pred = np.asarray(pred_m, dtype=np.float64)
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape; resize first")
     valid = np.isfinite(gt) & (gt > 0)
     ok = valid & np.isfinite(pred) & (pred > 0)
-    out = {"pixels": float(ok.sum()), "pred_invalid_frac": float(1 - ok.sum() / max(valid.sum(), 1))}
-    if not ok.any():
+    return pred[ok], gt[ok], int(valid.sum())
+
+
+def depth_metrics(pred_m: NDArray[np.floating], gt_m: NDArray[np.floating]) -> dict[str, float]:
+    """δ1/δ2/δ3, AbsRel, RMSE (metric, no alignment) and the same after median scaling (``*_aligned``)."""
+    p, g, n_valid = _valid_pairs(pred_m, gt_m)
+    out = {"pixels": float(p.size), "pred_invalid_frac": float(1 - p.size / max(n_valid, 1))}
+    if not p.size:
         return out | {
             k: float("nan")
             for k in (
@@ -46,15 +61,14 @@ def depth_metrics(pred_m: NDArray[np.floating], gt_m: NDArray[np.floating]) -> d
                 "rmse_m_aligned",
             )
         }
-    p, g = pred[ok], gt[ok]
     for suffix, q in (("", p), ("_aligned", p * np.median(g) / np.median(p))):
         ratio = np.maximum(q / g, g / q)
-        out[f"delta1{suffix}"] = float(np.mean(ratio < 1.25))
+        out[f"delta1{suffix}"] = float(np.mean(ratio < DELTA1_RATIO))
         out[f"abs_rel{suffix}"] = float(np.mean(np.abs(q - g) / g))
         out[f"rmse_m{suffix}"] = float(np.sqrt(np.mean((q - g) ** 2)))
         if not suffix:
-            out["delta2"] = float(np.mean(ratio < 1.25**2))
-            out["delta3"] = float(np.mean(ratio < 1.25**3))
+            out["delta2"] = float(np.mean(ratio < DELTA1_RATIO**2))
+            out["delta3"] = float(np.mean(ratio < DELTA1_RATIO**3))
     return out
 
 
@@ -149,19 +163,14 @@ class DepthByRange:
         self._sums = np.zeros((len(edges_m) - 1, 4))  # pixels, delta1 count, abs_rel sum, log-ratio sum
 
     def add(self, pred_m: NDArray[np.floating], gt_m: NDArray[np.floating]) -> None:
-        gt = np.asarray(gt_m, dtype=np.float64)
-        pred = np.asarray(pred_m, dtype=np.float64)
-        if pred.shape != gt.shape:
-            raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape; resize first")
-        ok = np.isfinite(gt) & (gt > 0) & np.isfinite(pred) & (pred > 0)
-        p, g = pred[ok], gt[ok]
+        p, g, _ = _valid_pairs(pred_m, gt_m)
         which = np.searchsorted(self.edges_m, g, side="right") - 1
         log_ratio = np.log(p / g)
         for k in range(len(self.edges_m) - 1):
             m = which == k
             self._sums[k] += (
                 m.sum(),
-                np.sum(np.abs(log_ratio[m]) < np.log(1.25)),
+                np.sum(np.abs(log_ratio[m]) < np.log(DELTA1_RATIO)),
                 np.sum(np.abs(p[m] - g[m]) / g[m]),
                 np.sum(log_ratio[m]),
             )

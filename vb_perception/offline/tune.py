@@ -11,6 +11,7 @@ EMA model in ``model/`` (loadable with ``load_generator``). Running the same com
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import random
@@ -297,12 +298,21 @@ def _losses(
 LOG_DEPTH_MIN_M, LOG_DEPTH_MAX_M = 0.05, 100.0
 
 
+@functools.lru_cache(maxsize=1)
+def _log_depth_curve_limits() -> tuple[float, float]:
+    """[LOG_DEPTH_MIN_M, LOG_DEPTH_MAX_M] as curve values (computed once)."""
+    from vb_perception.codecs import torch_ops
+
+    lo, hi = (float(torch_ops.depth_to_curve(torch.tensor(v))) for v in (LOG_DEPTH_MIN_M, LOG_DEPTH_MAX_M))
+    return lo, hi
+
+
 def _log_depth_l1(f_pred: torch.Tensor, f_true: torch.Tensor) -> torch.Tensor:
     """Mean ``|log d_pred - log d_true|`` over target pixels inside [LOG_DEPTH_MIN_M, LOG_DEPTH_MAX_M], from the
     curve values; 0 when no pixel is."""
     from vb_perception.codecs import torch_ops
 
-    lo, hi = (float(torch_ops.depth_to_curve(torch.tensor(v))) for v in (LOG_DEPTH_MIN_M, LOG_DEPTH_MAX_M))
+    lo, hi = _log_depth_curve_limits()
     keep = f_true <= hi
     d_pred = torch_ops.curve_to_depth(f_pred.clamp(lo, hi))
     d_true = torch_ops.curve_to_depth(f_true.clamp(lo, hi))
