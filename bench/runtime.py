@@ -101,7 +101,7 @@ def main() -> None:
             export_onnx(model_dir, steps, h, w, onnx_path, max_batch=4)
         q_path = int8_path(onnx_path)
         if not q_path.is_file():
-            quantize_int8(onnx_path, q_path, frames=8)
+            quantize_int8(onnx_path, q_path)  # the CLI default: 16 calibration frames
         ort = load_backend(onnx_path, "onnxruntime", threads=args.threads)
         ort8 = load_backend(q_path, "onnxruntime", threads=args.threads)
         dh, dw = (round(v / 14) * 14 for v in (h * 1.0, w * 1.0))
