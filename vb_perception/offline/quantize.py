@@ -4,8 +4,9 @@ ONNX Runtime's static quantization (``onnxruntime.quantization``) rewrites the c
 QDQ int8 (weights per output channel, activations per tensor). The activation ranges come from calibration frames
 that look like the robot's: synthetic renders from their own seed (neither the training nor the held-out split),
 each asked for every task (depth, normals, semantic, instances, referring) at the export's processing size. The
-result is a normal ``.onnx`` file with the same inputs, outputs and metadata (plus ``quantization``), so every
-consumer of the fp32 export (``predict --backend onnxruntime --engine``, the node, ``eval``) runs it unchanged.
+first and last convolutions stay fp32 (:func:`edge_convolutions`). The result is a normal ``.onnx`` file with the
+same inputs, outputs and metadata (plus ``quantization``), so every consumer of the fp32 export (``predict --backend
+onnxruntime --engine``, the node, ``eval``) runs it unchanged.
 Activations are unsigned with zero points (ONNX Runtime's fast u8s8 kernels on x86), which TensorRT's explicit int8
 does not take: GPUs build their fp16 engine from the fp32 export. Accuracy against fp32 and speed: README.
 """
@@ -80,8 +81,8 @@ def edge_convolutions(model: Any) -> list[str]:
     """The names of the graph's first and last convolutions, which stay fp32 in the int8 copy.
 
     The first one reads the camera image concatenated with the sampling noise: one per-tensor uint8 scale must
-    span the noise's ±4σ, which leaves the image about 5 grey levels per step, and the depth decoded from the
-    output lost up to 29 % (mean relative, vb-mini2@16600 on the TUM frame) against 1–4 % with it in fp32.
+    span the noise's tails (about ±5), which leaves the image about 5 grey levels per step, and the depth decoded
+    from the output lost up to 29 % (mean relative, vb-mini2@16600 on the TUM frame) against 1–4 % with it in fp32.
     The last one writes the RGB the codecs decode. Every other convolution depends on the first and feeds the last,
     so in a topologically sorted graph (ONNX requires it) they are the first and last Conv nodes."""
     convs = [n.name for n in model.graph.node if n.op_type == "Conv"]
