@@ -158,12 +158,15 @@ def test_int8_copy_runs_like_the_fp32_export_and_stays_close(exported: Path, tmp
     note = json.loads(meta["quantization"])
     assert note["calibration_frames"] == 16
     convs = [n.name for n in model.graph.node if n.op_type == "Conv"]
-    assert note["fp32_nodes"] == sorted({convs[0], convs[-1]})  # image in, RGB out
+    kept = set(note["fp32_nodes"])
+    assert {convs[0], convs[-1]} <= kept  # image in, RGB out
+    by_name = {n.name: n for n in model.graph.node}
+    assert sum(by_name[k].op_type == "MatMul" for k in kept) >= 10  # the prompt path: token MLPs, keys, values
     producers = {o: n.op_type for n in model.graph.node for o in n.output}
-    first = next(n for n in model.graph.node if n.op_type == "Conv")
-    assert producers.get(first.input[0]) != "DequantizeLinear"  # the image reaches it unquantized
+    for name in kept:  # fp32 inputs and weights (the image reaches the first convolution unquantized)
+        assert all(producers.get(i) != "DequantizeLinear" for i in by_name[name].input), name
     assert meta["model_version"] == json.loads((MODEL / "config.json").read_text())["model_version"]
-    assert q.stat().st_size < fp32.stat().st_size / 3  # int8 weights
+    assert q.stat().st_size < fp32.stat().st_size / 2.5  # int8 weights (vb-mini2@16600: 27.7 of 82.1 MB)
     image = sample_frame()[0]
     # vb-mini2@16600 on the TUM frame: 1.0 % without the focal length, 3.9 % with it (before the first and last
     # convolutions stayed fp32: 9 % and 29 %)
