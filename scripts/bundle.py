@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +27,20 @@ from typing import Any
 BUNDLE = Path("models/vb-mini")
 TUM = "vb_perception/data/tum_rgbd"
 TUM_FX_PX = 525.0  # its README: the TUM-recommended intrinsics of this Kinect
+
+
+def fp16_copy(src: Path, dst: Path) -> None:
+    """Copy a safetensors file with its floating-point tensors in fp16 (the bundle's format; a run's raw checkpoint
+    weights are fp32), keeping the file's metadata."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(src), framework="pt") as f:
+        meta = f.metadata()
+        state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+    state = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in state.items()}
+    save_file(state, str(dst), metadata=meta)
 
 
 def _segment(name: str, notes: dict[str, Any]) -> dict[str, Any]:
@@ -102,7 +115,7 @@ def main() -> None:
         notes["cache_samples"] = args.cache_samples
     first_run = segments_of(old["notes"])[0]["segment"]
     new |= {"notes": notes, "model_version": f"{first_run}@{notes['step']}"}
-    shutil.copyfile(args.model / "model.safetensors", BUNDLE / "model.safetensors")
+    fp16_copy(args.model / "model.safetensors", BUNDLE / "model.safetensors")
     (BUNDLE / "config.json").write_text(json.dumps(new, indent=2) + "\n")
     print(f"bundled {new['model_version']} ({notes['samples_seen']:,} examples, {notes['train_wall_s'] / 3600:.1f} h)")
 
