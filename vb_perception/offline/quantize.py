@@ -89,8 +89,8 @@ def fp32_nodes(model: Any, image_inputs: tuple[str, ...] = ("image", "noise")) -
       the last, so in a topologically sorted graph (ONNX requires it) they are the first and last Conv nodes.
     - The prompt path is every product that does not depend on ``image_inputs``: the token MLPs, the
       cross-attention keys and values, the palette keys. It works on at most a few dozen tokens, so int8 saves
-      nothing there. Quantized, it cost instance F1 0.298 → 0.173 on the held-out split: the instance slots are
-      chosen by small differences between palette logits."""
+      nothing there. Quantized, it cost instance F1 0.298 → 0.173 on the held-out split (probably because
+      the instance slots are chosen by small differences between palette logits)."""
     nodes = list(model.graph.node)
     convs = [n.name for n in nodes if n.op_type == "Conv"]
     depends = set(image_inputs)
