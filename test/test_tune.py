@@ -110,6 +110,27 @@ def test_batch_workers_give_the_same_batches_as_the_training_process(tmp_path: P
         assert tok_a == tok_b and spec_a == spec_b
 
 
+def test_hue_augmentation_recolours_only_depth_and_normals_inputs(tmp_path: Path) -> None:
+    from vb_perception.offline.tune import _Examples
+
+    over = {"data.cache_dir": str(tmp_path / "cache"), "train.batch_size": 12}
+    plain = _Examples(load_tune_config(TINY, over))
+    hued = _Examples(load_tune_config(TINY, over | {"data.hue_aug": 1.0}))
+    img_a, tgt_a, tok_a, spec_a = plain.batch(3)
+    img_b, tgt_b, tok_b, spec_b = hued.batch(3)
+    assert torch.equal(tgt_a, tgt_b) and tok_a == tok_b and spec_a == spec_b  # same examples, same targets
+    tasks = [s.task for s in spec_a]
+    recoloured = {"depth", "normals"}
+    assert recoloured & set(tasks) and set(tasks) - recoloured  # this batch has both kinds
+    for i, task in enumerate(tasks):
+        same = torch.equal(img_a[i], img_b[i])
+        assert same == (task not in recoloured), task
+        if not same:  # a hue rotation: the grey level (channel mean) stays within rounding
+            assert (img_a[i].mean(0) - img_b[i].mean(0)).abs().mean() < 0.02
+    with pytest.raises(TuneError, match="hue_aug"):
+        load_tune_config(TINY, {"data.hue_aug": -0.1})
+
+
 def test_live_rendering_draws_several_examples_from_each_render(tmp_path: Path) -> None:
     from vb_perception.offline.tune import _Examples
 

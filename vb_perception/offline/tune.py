@@ -29,6 +29,7 @@ from vb_perception.model.base import Generator
 from vb_perception.model.conditioning import PromptTokens, focal_ratio, tokens_for
 from vb_perception.model.generator import GeneratorConfig, VBGenerator
 from vb_perception.model.text import TextEncoder
+from vb_perception.offline.synth.augment import hue_rotate
 from vb_perception.offline.synth.dataset import SynthConfig
 from vb_perception.offline.synth.examples import DEFAULT_TASK_MIX, make_example
 from vb_perception.prompts import DepthSpec, TaskSpec
@@ -57,10 +58,14 @@ class DataConfig:
     #: models with focal conditioning: the share of examples trained without the focal length (an unknown camera),
     #: so the model also works where none is given (images without camera_info)
     focal_dropout: float = 0.25
+    #: the share of depth and normals examples whose camera image (not the target) gets a random hue rotation, so
+    #: depth cannot lean on object colour (offline/synth/augment.py); segmentation examples are never recoloured
+    hue_aug: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.focal_dropout <= 1.0:
-            raise TuneError(f"data.focal_dropout is {self.focal_dropout}; use a share in [0, 1]")
+        for name in ("focal_dropout", "hue_aug"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise TuneError(f"data.{name} is {getattr(self, name)}; use a share in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -223,6 +228,11 @@ class _Examples:
             ex_image, ex_target = np.ascontiguousarray(image), np.ascontiguousarray(target)
         else:
             ex_image, ex_target = ex.image, ex.target
+        # Hue rotation of depth / normals inputs, from its own random stream (the other examples stay the same).
+        if self.cfg.data.hue_aug and ex.spec.task in ("depth", "normals"):
+            hue = random.Random(f"{self.cfg.train.seed}/{step}/{slot}/hue")
+            if hue.random() < self.cfg.data.hue_aug:
+                ex_image = hue_rotate(ex_image, hue.uniform(0.0, 2.0 * math.pi))
         # The camera's focal ratio (a flip keeps it), withheld for focal_dropout of the examples. Its own random stream:
         # the examples stay the same whatever the model does with it.
         known = random.Random(f"{self.cfg.train.seed}/{step}/{slot}/focal").random() >= self.cfg.data.focal_dropout
