@@ -78,7 +78,7 @@ def calibration_feeds(
         yield {t.name: v.numpy() for t, v in zip(spec.inputs, tensors)}
 
 
-def fp32_nodes(model: Any, image_inputs: tuple[str, ...] = ("image", "noise")) -> list[str]:
+def fp32_nodes(model: Any, image_inputs: tuple[str, ...]) -> list[str]:
     """The names of the convolutions and matrix products that stay fp32 in the int8 copy: the first and last
     convolutions and the prompt path.
 
@@ -87,10 +87,10 @@ def fp32_nodes(model: Any, image_inputs: tuple[str, ...] = ("image", "noise")) -
       then lost up to 29 % (mean relative, vb-mini2@16600 on the TUM frame), against 1–4 % with it in fp32.
     - The last convolution writes the RGB the codecs decode. Every other convolution depends on the first and feeds
       the last, so in a topologically sorted graph (ONNX requires it) they are the first and last Conv nodes.
-    - The prompt path is every product that does not depend on ``image_inputs``: the token MLPs, the
-      cross-attention keys and values, the palette keys. It works on at most a few dozen tokens, so int8 saves
-      nothing there. Quantized, it cost instance F1 0.298 → 0.173 on the held-out split (probably because
-      the instance slots are chosen by small differences between palette logits)."""
+    - The prompt path is every product that does not depend on ``image_inputs`` (the export descriptor's image and
+      noise inputs): the token MLPs, the cross-attention keys and values, the palette keys. It works on at most a
+      few dozen tokens, so int8 saves nothing there. Quantized, it cost instance F1 0.298 → 0.173 on the held-out
+      split (probably because the instance slots are chosen by small differences between palette logits)."""
     nodes = list(model.graph.node)
     convs = [n.name for n in nodes if n.op_type == "Conv"]
     depends = set(image_inputs)
