@@ -8,8 +8,8 @@ Usage:
 
 A bundle's training can span several runs, each started from the previous bundle (``init_from``). The bundle's
 ``config.json`` notes list them as ``segments`` ({segment, steps, samples_seen, train_wall_s}); bundling a later
-checkpoint of the same segment replaces that segment's entry, so steps, examples and wall time stay cumulative and
-the version reads ``<first run>@<total steps>``. The script then runs ``eval`` on the held-out split (1 and 2
+checkpoint of the same segment replaces that segment's entry (and its ``--continued`` text in the history, which
+each segment keeps as its ``note``), so steps, examples and wall time stay cumulative and the version reads ``<first run>@<total steps>``. The script then runs ``eval`` on the held-out split (1 and 2
 steps) and on the TUM frame, stores the reports next to the weights and rewrites ``MODEL_CARD.md``
 (``scripts/model_card.py``). Make the held-out split first:
 ``vb-perception synth --heldout --n 200 --res 64 --out out/heldout64``.
@@ -62,15 +62,24 @@ def segments_of(notes: dict[str, Any]) -> list[dict[str, Any]]:
 
 def merged_notes(old: dict[str, Any], run: dict[str, Any], segment: str, continued: str | None) -> dict[str, Any]:
     """``old`` bundle notes + one more segment (``run``: the new checkpoint's notes), totals summed."""
-    segs = [s for s in segments_of(old) if s["segment"] != segment] + [_segment(segment, run)]
+    earlier = segments_of(old)
+    replaced = next((s for s in earlier if s["segment"] == segment), None)
+    seg = _segment(segment, run)
+    if continued:
+        seg["note"] = continued
+    segs = [s for s in earlier if s["segment"] != segment] + [seg]
     notes = old | {
         "step": sum(s["steps"] for s in segs),
         "samples_seen": sum(s["samples_seen"] for s in segs),
         "train_wall_s": sum(s["train_wall_s"] for s in segs),
         "segments": segs,
     }
-    if continued and continued not in notes.get("continued", ""):
-        notes["continued"] = f"{notes['continued']}; {continued}" if notes.get("continued") else continued
+    text = str(notes.get("continued", ""))
+    stale = replaced.get("note") if replaced else None
+    if continued and stale and stale in text:  # a later checkpoint of the same run: its history is rewritten
+        notes["continued"] = text.replace(stale, continued)
+    elif continued and continued not in text:
+        notes["continued"] = f"{text}; {continued}" if text else continued
     return notes
 
 

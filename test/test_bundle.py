@@ -30,3 +30,12 @@ def test_a_later_checkpoint_of_the_same_run_replaces_its_segment() -> None:
     twice = bundle.merged_notes(once, _run(2500), "vb-mini2b", "then a second run")
     assert [s["steps"] for s in twice["segments"]] == [7400, 2500]
     assert twice["step"] == 9900 and twice["continued"] == once["continued"]  # said once, not twice
+
+
+def test_rebundling_a_run_rewrites_its_history_text_instead_of_appending() -> None:
+    once = bundle.merged_notes(FIRST, _run(1000), "vb-mini2b", "then a second run, bundled at 1000")
+    twice = bundle.merged_notes(once, _run(2500), "vb-mini2b", "then a second run, bundled at 2500")
+    assert twice["continued"] == "dice at 1700; then a second run, bundled at 2500"
+    assert twice["segments"][-1]["note"] == "then a second run, bundled at 2500"
+    third = bundle.merged_notes(twice, _run(300), "vb-mini2c", "a third run")
+    assert third["continued"] == "dice at 1700; then a second run, bundled at 2500; a third run"
