@@ -9,8 +9,9 @@ Usage:
 A bundle's training can span several runs, each started from the previous bundle (``init_from``). The bundle's
 ``config.json`` notes list them as ``segments`` ({segment, steps, samples_seen, train_wall_s}); bundling a later
 checkpoint of the same segment replaces that segment's entry (and its ``--continued`` text in the history, which
-each segment keeps as its ``note``), so steps, examples and wall time stay cumulative and the version reads ``<first run>@<total steps>``. The script then runs ``eval`` on the held-out split (1 and 2
-steps) and on the TUM frame, stores the reports next to the weights and rewrites ``MODEL_CARD.md``
+each segment keeps as its ``note``), so steps, examples and wall time stay cumulative and the version reads
+``<first run>@<total steps>``. The script then runs ``eval`` on the held-out split (1 and 2 steps) and on the TUM
+frame, stores the reports next to the weights and rewrites ``MODEL_CARD.md``
 (``scripts/model_card.py``). Make the held-out split first:
 ``vb-perception synth --heldout --n 200 --res 64 --out out/heldout64``.
 """
