@@ -30,20 +30,6 @@ TUM = "vb_perception/data/tum_rgbd"
 TUM_FX_PX = 525.0  # its README: the TUM-recommended intrinsics of this Kinect
 
 
-def fp16_copy(src: Path, dst: Path) -> None:
-    """Copy a safetensors file with its floating-point tensors in fp16 (the bundle's format; a run's raw checkpoint
-    weights are fp32), keeping the file's metadata."""
-    import torch
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    with safe_open(str(src), framework="pt") as f:
-        meta = f.metadata()
-        state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
-    state = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in state.items()}
-    save_file(state, str(dst), metadata=meta)
-
-
 def _segment(name: str, notes: dict[str, Any]) -> dict[str, Any]:
     """One run's share of a bundle, from the notes its export wrote."""
     return {
@@ -112,6 +98,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100)
     args = ap.parse_args()
 
+    from vb_perception.model.loading import load_generator
+
     old = json.loads((BUNDLE / "config.json").read_text())
     new = json.loads((args.model / "config.json").read_text())
     notes = old["notes"]
@@ -125,7 +113,9 @@ def main() -> None:
         notes["cache_samples"] = args.cache_samples
     first_run = segments_of(old["notes"])[0]["segment"]
     new |= {"notes": notes, "model_version": f"{first_run}@{notes['step']}"}
-    fp16_copy(args.model / "model.safetensors", BUNDLE / "model.safetensors")
+    # Through the model's own loader and saver: the weights must fit their config, and the bundle gets them in fp16
+    # (a run's raw checkpoint weights are fp32). config.json is written next, with the merged notes.
+    load_generator(args.model).save_pretrained(BUNDLE)
     (BUNDLE / "config.json").write_text(json.dumps(new, indent=2) + "\n")
     print(f"bundled {new['model_version']} ({notes['samples_seen']:,} examples, {notes['train_wall_s'] / 3600:.1f} h)")
 

@@ -54,7 +54,7 @@ def curve_to_rgb(f: torch.Tensor, channel_dim: int = -1) -> torch.Tensor:
     s = f.clamp(0.0, 1.0).unsqueeze(0) * len(edges)
     along = (s - torch.arange(len(edges), dtype=f.dtype, device=f.device).view(col)).clamp(0.0, 1.0)  # [7, ...]
     rgb = [starts[0, c] + (along * edges[:, c].view(col)).sum(0) for c in range(3)]
-    return torch.stack(rgb, dim=channel_dim if channel_dim >= 0 else f.dim() + 1 + channel_dim)
+    return torch.stack(rgb, dim=channel_dim)
 
 
 def encode_depth(depth_m: torch.Tensor, channel_dim: int = -1) -> torch.Tensor:
