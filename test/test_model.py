@@ -378,3 +378,26 @@ def test_focal_conditioning_saves_and_loads(tmp_path: Path) -> None:
     assert loaded.config.focal_conditioning
     w = model.unet.time_embedding.cond_proj.weight
     torch.testing.assert_close(loaded.unet.time_embedding.cond_proj.weight, w.half().float())
+
+
+def test_attention_head_channels_regroup_the_same_weights_into_heads(tmp_path: Path, text: TextEncoder) -> None:
+    from vb_perception.model.generator import ModelError, attention_heads
+
+    torch.manual_seed(0)
+    assert attention_heads(TINY) == 8  # diffusers' attention_head_dim: the number of heads, whatever the width
+    model = VBGenerator(TINY).eval()
+    regrouped = model.with_attention_head_channels(16).eval()
+    assert attention_heads(regrouped.config) == (1, 2)
+    heads = {n: m.heads for n, m in regrouped.unet.named_modules() if type(m).__name__ == "Attention"}
+    assert heads and all(h == 2 for h in heads.values())  # attention runs at the 32-channel level only
+    for (name, a), (_, b) in zip(model.state_dict().items(), regrouped.state_dict().items()):
+        assert torch.equal(a, b), name  # the same weights ...
+    prompts = ["Generate a metric depth map", '{"cat": "red"}']
+    img = torch.rand(2, 3, 32, 32) * 2 - 1
+    cond = model.conditioning([tokens_for(p, parse_prompt(p)) for p in prompts], text)
+    a, b = (m.sample(img, cond, steps=1, generator=torch.Generator().manual_seed(1)) for m in (model, regrouped))
+    assert (a - b).abs().max() > 1e-4  # ... another function
+    loaded = VBGenerator.from_pretrained(regrouped.save_pretrained(tmp_path / "m"))
+    assert loaded.config.attention_head_channels == 16 and attention_heads(loaded.config) == (1, 2)
+    with pytest.raises(ModelError, match="does not divide the block widths"):
+        attention_heads(replace(TINY, attention_head_channels=12))

@@ -248,3 +248,14 @@ def test_focal_conditioning_trains_and_grows_onto_a_model_without_it(tmp_path: P
     assert model.config.focal_conditioning and model.cond_names[-1] == "camera"
     with pytest.raises(TuneError, match="focal_dropout"):
         load_tune_config(TINY, {"data.focal_dropout": 1.5})
+
+
+def test_attention_head_channels_regroup_a_model_it_starts_from(tmp_path: Path) -> None:
+    from tiny_models import save_tiny
+
+    start = save_tiny(tmp_path / "start")  # tiny.yaml's architecture: diffusers' 8 heads per block
+    args = ("--set", "model.attention_head_channels=16", "--set", "train.max_steps=2")
+    assert _tune(tmp_path, *args, "--set", f"init_from={start}") == 0
+    model = VBGenerator.from_pretrained(tmp_path / "run" / "model")
+    heads = {m.heads for m in model.unet.modules() if type(m).__name__ == "Attention"}
+    assert model.config.attention_head_channels == 16 and heads == {2}  # 32 channels / 16

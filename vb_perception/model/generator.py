@@ -57,7 +57,13 @@ class GeneratorConfig:
     down_block_types: tuple[str, ...] = ("DownBlock2D", "DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D")
     up_block_types: tuple[str, ...] = ("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D")
     layers_per_block: int = 1
+    #: diffusers' ``attention_head_dim`` argument, which (a naming quirk diffusers keeps) it reads as the *number of
+    #: heads* in every attention block: 32 gives heads of 3 to 8 channels at our widths. Used unless
+    #: ``attention_head_channels`` is set.
     attention_head_dim: int = 32
+    #: 0, or the channels of one attention head: each block then gets ``channels // attention_head_channels`` heads
+    #: (32: 3, 5 and 8 heads at 96, 160 and 256 channels), about 10 % less training time than 32 heads of 3-8.
+    attention_head_channels: int = 0
     cond_dim: int = 256
     norm_num_groups: int = 16
     num_train_timesteps: int = 1000
@@ -98,6 +104,20 @@ class GeneratorConfig:
         return cls(**values)
 
 
+def attention_heads(config: GeneratorConfig) -> int | tuple[int, ...]:
+    """The heads per attention block, as diffusers' ``attention_head_dim`` argument takes them."""
+    hc = config.attention_head_channels
+    if not hc:
+        return config.attention_head_dim
+    bad = [c for c in config.block_out_channels if c % hc]
+    if hc < 0 or bad:
+        raise ModelError(
+            f"attention_head_channels {hc} does not divide the block widths {bad}; use a divisor of every entry of "
+            f"block_out_channels {list(config.block_out_channels)}, or 0"
+        )
+    return tuple(c // hc for c in config.block_out_channels)
+
+
 def palette_planes(colors: torch.Tensor, roles: torch.Tensor, size: Any) -> torch.Tensor:
     """``[B, 6, H, W]`` in [-1, 1]: the background colour and the first requested colour of each prompt, constant
     over the image (zeros for prompts without them: depth, normals; instances have only a background)."""
@@ -133,7 +153,7 @@ class VBGenerator(Generator):
             down_block_types=config.down_block_types,
             up_block_types=config.up_block_types,
             cross_attention_dim=config.cond_dim,
-            attention_head_dim=config.attention_head_dim,
+            attention_head_dim=attention_heads(config),
             norm_num_groups=config.norm_num_groups,
             num_class_embeds=len(TASK_CODES),
             time_cond_proj_dim=CAMERA_DIM if config.focal_conditioning else None,
@@ -269,6 +289,16 @@ class VBGenerator(Generator):
         if self.config.focal_conditioning:
             return self
         return self._grown(replace(self.config, focal_conditioning=True), {})
+
+    def with_attention_head_channels(self, channels: int) -> VBGenerator:
+        """A copy whose attention blocks split their channels into heads of ``channels`` (0: diffusers'
+        ``attention_head_dim`` heads). Same weights, but not the same function: attention then mixes other channel
+        groups, so the copy needs training before it matches this model."""
+        from dataclasses import replace
+
+        if self.config.attention_head_channels == channels:
+            return self
+        return self._grown(replace(self.config, attention_head_channels=channels), {})
 
     def _grown(self, config: GeneratorConfig, axes: dict[str, int]) -> VBGenerator:
         """A model of ``config`` with this model's weights; the weights named in ``axes`` are larger there and are

@@ -710,6 +710,8 @@ def build_model(cfg: TuneConfig) -> Generator:
             model = model.with_depth_head()  # zero correction weights: the same depths until trained
         if isinstance(model, VBGenerator) and cfg.model.focal_conditioning and not model.config.focal_conditioning:
             model = model.with_focal_conditioning()  # a zero projection: the same model until trained
+        if isinstance(model, VBGenerator) and cfg.model.attention_head_channels != model.config.attention_head_channels:
+            model = model.with_attention_head_channels(cfg.model.attention_head_channels)  # same weights, regrouped
         if isinstance(model, VBGenerator):
             keep = ("model_version", "notes")
             mine = {k: v for k, v in asdict(model.config).items() if k not in keep}
