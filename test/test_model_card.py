@@ -62,3 +62,31 @@ def test_eval_reproduces_the_heldout_table(tmp_path: Path) -> None:
     assert main(["synth", "--heldout", "--n", str(n), "--res", "64", "--out", str(tmp_path / "heldout")]) == 0
     measured = evaluate(tmp_path / "heldout", tmp_path / "eval", n=n)
     _close(measured, stored)
+
+
+def test_the_progress_plot_ends_at_the_committed_bundle(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    root = MODEL.parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("needs a git checkout: the plot reads the bundle's history")
+    dirty = subprocess.run(["git", "status", "--porcelain", "models/vb-mini"], cwd=root, capture_output=True, text=True)
+    shallow = subprocess.run(["git", "rev-parse", "--is-shallow-repository"], cwd=root, capture_output=True, text=True)
+    if shallow.stdout.strip() == "true":
+        pytest.skip("a shallow clone lacks the earlier bundles")
+    if dirty.stdout.strip():
+        pytest.skip("models/vb-mini has uncommitted changes; the plot shows committed bundles only")
+    sys.path.insert(0, str(root / "scripts"))
+    try:
+        import progress_plot
+    finally:
+        sys.path.remove(str(root / "scripts"))
+    points = progress_plot.history(root)
+    progress_plot.plot(points, tmp_path / "p.png")
+    config = json.loads((MODEL / "config.json").read_text())
+    assert points[-1].version == config["model_version"]  # the latest point is the bundled model ...
+    assert points[-1].metrics["depth δ1"] == _report("eval_heldout.json")["depth"]["delta1"]  # ... with its report
+    hours = [p.train_h for p in points]
+    assert hours == sorted(hours) and len(points) >= 2 and (tmp_path / "p.png").stat().st_size > 10_000
