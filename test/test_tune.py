@@ -259,3 +259,16 @@ def test_attention_head_channels_regroup_a_model_it_starts_from(tmp_path: Path) 
     model = VBGenerator.from_pretrained(tmp_path / "run" / "model")
     heads = {m.heads for m in model.unet.modules() if type(m).__name__ == "Attention"}
     assert model.config.attention_head_channels == 16 and heads == {2}  # 32 channels / 16
+
+
+def test_the_free_rgb_term_supervises_the_depth_path_heads_free_colour(tmp_path: Path) -> None:
+    common = ("--set", "model.palette_head_dim=8", "--set", "model.depth_head=true", "--set", "train.max_steps=2")
+    common += ("--set", "data.task_mix={depth: 1.0}", "--set", "train.log_every=1")
+    rgb = {}
+    for weight in (0.0, 1.0):
+        run = tmp_path / f"w{weight}"
+        assert _tune(run, *common, "--set", f"train.depth_free_rgb_weight={weight}") == 0
+        rows = list(csv.DictReader((run / "run" / "metrics.csv").open()))
+        rgb[weight] = float(rows[0]["rgb"])
+    # same seed, batches and first step: the term adds the free colour's error to the logged RGB loss
+    assert rgb[1.0] > rgb[0.0] > 0

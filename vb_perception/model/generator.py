@@ -232,7 +232,7 @@ class VBGenerator(Generator):
         on_path = torch_ops.curve_to_rgb(f, channel_dim=1) * 2.0 - 1.0
         is_depth = task == DEPTH_CODE
         if aux is not None:
-            aux.update(depth_curve=f, is_depth=is_depth)
+            aux.update(depth_curve=f, is_depth=is_depth, depth_free=free)
         d = is_depth.to(free.dtype)[:, None, None, None]
         return d * on_path + (1.0 - d) * mixed
 

@@ -86,6 +86,11 @@ class TrainConfig:
     #: about 3x less than 5 m and 50 m about 5x less.
     depth_log_weight: float = 0.0
     normals_cos_weight: float = 0.5
+    #: models with the depth path head: MSE between its free RGB and the target colour of depth prompts in the
+    #: paper's encoding, logged within ``rgb``. Without it the free RGB learns only through its projection onto the
+    #: walk, which moves it along the edge it is nearest to, never across: near pixels whose free colour drifted
+    #: towards magenta stay far (README: where near pixels go far).
+    depth_free_rgb_weight: float = 0.0
     seg_ce_weight: float = 0.5  # cross-entropy on the palette head's logits (models with palette_head_dim)
     seg_dice_weight: float = 0.0  # soft Dice per requested class (small objects and referring regions count)
     grad_clip: float = 1.0
@@ -688,6 +693,12 @@ def decoded_losses(
     if model.denoises_latents:
         losses["latent"] = torch.nn.functional.mse_loss(pred, target_space)
         losses["total"] = losses["total"] + losses["latent"]
+    if aux and tc.depth_free_rgb_weight and "depth_free" in aux and bool(aux["is_depth"].any()):
+        d = aux["is_depth"]
+        free = aux["depth_free"][d].clamp(-1.0, 1.0)
+        term = torch.nn.functional.mse_loss(free, target_rgb[d]) * tc.depth_free_rgb_weight
+        losses["rgb"] = losses["rgb"] + term
+        losses["total"] = losses["total"] + term
     if aux:
         ce, dice = _palette_terms(aux, index) if index is not None else (losses["rgb"] * 0.0,) * 2
         losses["seg_ce"] = ce * tc.seg_ce_weight + dice * tc.seg_dice_weight
