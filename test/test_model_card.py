@@ -65,6 +65,7 @@ def test_eval_reproduces_the_heldout_table(tmp_path: Path) -> None:
 
 
 def test_the_progress_plot_ends_at_the_committed_bundle(tmp_path: Path) -> None:
+    import importlib.util
     import shutil
     import subprocess
     import sys
@@ -72,17 +73,17 @@ def test_the_progress_plot_ends_at_the_committed_bundle(tmp_path: Path) -> None:
     root = MODEL.parents[1]
     if shutil.which("git") is None or not (root / ".git").exists():
         pytest.skip("needs a git checkout: the plot reads the bundle's history")
-    dirty = subprocess.run(["git", "status", "--porcelain", "models/vb-mini"], cwd=root, capture_output=True, text=True)
     shallow = subprocess.run(["git", "rev-parse", "--is-shallow-repository"], cwd=root, capture_output=True, text=True)
     if shallow.stdout.strip() == "true":
         pytest.skip("a shallow clone lacks the earlier bundles")
+    dirty = subprocess.run(["git", "status", "--porcelain", "models/vb-mini"], cwd=root, capture_output=True, text=True)
     if dirty.stdout.strip():
         pytest.skip("models/vb-mini has uncommitted changes; the plot shows committed bundles only")
-    sys.path.insert(0, str(root / "scripts"))
-    try:
-        import progress_plot
-    finally:
-        sys.path.remove(str(root / "scripts"))
+    spec = importlib.util.spec_from_file_location("progress_plot", root / "scripts" / "progress_plot.py")
+    assert spec is not None and spec.loader is not None
+    progress_plot = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = progress_plot  # its dataclass looks its module up there
+    spec.loader.exec_module(progress_plot)
     points = progress_plot.history(root)
     progress_plot.plot(points, tmp_path / "p.png")
     config = json.loads((MODEL / "config.json").read_text())
