@@ -133,11 +133,15 @@ def check_text_encoder(kit: Path, texts: list[str]) -> float:
     return float((full * small).sum(-1).min())
 
 
-def shard(model: Path, out: Path) -> None:
-    """``model``'s folder with ``model.safetensors`` split into files under 15 MiB (``model-<i>.safetensors``)."""
+def shard(model: Path, out: Path, weights_file: Path | None = None) -> None:
+    """``model``'s folder in fp16, its weights split into files under 15 MiB (``model-<i>.safetensors``).
+
+    ``weights_file`` replaces the folder's ``model.safetensors``: a run's raw (fp32) checkpoint weights, say.
+    """
     from safetensors.numpy import load_file, save_file
 
-    weights = load_file(str(model / "model.safetensors"))
+    weights = load_file(str(weights_file or model / "model.safetensors"))
+    weights = {k: w.astype(np.float16) if w.dtype == np.float32 else w for k, w in weights.items()}
     out.mkdir(parents=True, exist_ok=True)
     part: dict[str, np.ndarray] = {}
     size, index = 0, 0
@@ -198,9 +202,10 @@ def main() -> None:
     t = sub.add_parser("text-encoder", help="there: rebuild a MiniLM folder from the kit")
     t.add_argument("kit", type=Path)
     t.add_argument("out", type=Path)
-    s = sub.add_parser("shard", help="there: split a model folder into files under 15 MiB")
+    s = sub.add_parser("shard", help="there: split a model folder into fp16 files under 15 MiB")
     s.add_argument("model", type=Path)
     s.add_argument("out", type=Path)
+    s.add_argument("--weights", type=Path, help="weights to use instead of MODEL/model.safetensors")
     m = sub.add_parser("merge", help="here: a model folder from the shards")
     m.add_argument("shards", type=Path)
     m.add_argument("out", type=Path)
@@ -210,7 +215,7 @@ def main() -> None:
     elif args.cmd == "text-encoder":
         rebuild_text_encoder(args.kit, args.out)
     elif args.cmd == "shard":
-        shard(args.model, args.out)
+        shard(args.model, args.out, args.weights)
     else:
         merge(args.shards, args.out)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="the kit needs torch")
@@ -34,6 +35,22 @@ def test_shards_stay_under_the_device_file_limit_and_merge_back(tmp_path: Path) 
     kit.merge(tmp_path / "shards", tmp_path / "model")
     a, b = load_generator(MODEL), load_generator(tmp_path / "model")
     assert a.config == b.config
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+def test_shard_takes_a_run_s_fp32_weights_and_writes_fp16(tmp_path: Path) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    from vb_perception.model.loading import load_generator
+
+    fp32 = {k: v.astype(np.float32) for k, v in load_file(str(MODEL / "model.safetensors")).items()}
+    save_file(fp32, str(tmp_path / "raw.safetensors"))  # as a run's checkpoint keeps them
+    kit.shard(MODEL, tmp_path / "shards", tmp_path / "raw.safetensors")
+    kit.merge(tmp_path / "shards", tmp_path / "model")
+    merged = load_file(str(tmp_path / "model" / "model.safetensors"))
+    assert {w.dtype for w in merged.values()} == {np.dtype(np.float16)}
+    assert (tmp_path / "model" / "model.safetensors").stat().st_size < 45 << 20
+    a, b = load_generator(MODEL), load_generator(tmp_path / "model")
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
 
 

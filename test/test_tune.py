@@ -171,6 +171,24 @@ def test_wsd_schedule_is_flat_then_anneals_linearly_to_zero() -> None:
         TrainConfig(max_steps=10, lr_schedule="wsd", decay_steps=11)
 
 
+def test_decay_wall_s_cools_down_over_the_last_seconds_of_a_timed_run(tmp_path: Path) -> None:
+    from vb_perception.offline.tune import TrainConfig
+
+    tc = TrainConfig(lr=1e-3, max_wall_s=100.0, decay_wall_s=40.0)
+    assert tc.wall_factor(0.0) == tc.wall_factor(60.0) == 1.0
+    assert tc.wall_factor(80.0) == pytest.approx(0.5) and tc.wall_factor(100.0) == tc.wall_factor(130.0) == 0.0
+    assert TrainConfig().wall_factor(1e6) == 1.0  # off by default
+    bad_configs = ({"decay_wall_s": 10}, {"max_wall_s": 5, "decay_wall_s": 6}, {"max_wall_s": 5, "decay_wall_s": -1})
+    for bad in bad_configs:
+        with pytest.raises(TuneError, match="decay_wall_s"):
+            TrainConfig(**bad)  # type: ignore[arg-type]
+    # a run whose whole time is its decay: the first step is already past the 1 ms budget, so its lr is 0
+    args = ("--set", "train.max_wall_s=0.001", "--set", "train.decay_wall_s=0.001", "--set", "train.log_every=1")
+    assert _tune(tmp_path, *args) == 0
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    assert [r["step"] for r in rows] == ["1"] and float(rows[0]["lr"]) == 0.0
+
+
 def test_a_copied_run_resumed_with_wsd_is_a_cool_down_branch(tmp_path: Path) -> None:
     import shutil
 

@@ -106,12 +106,20 @@ class TrainConfig:
     # cool-down branch, while the original run goes on at full lr.
     lr_schedule: str = "cosine"
     decay_steps: int = 0
+    # With max_wall_s: the lr falls linearly to zero over this invocation's last decay_wall_s seconds (a cool-down
+    # for runs bounded by time rather than steps, such as a lent GPU's); 0 = off.
+    decay_wall_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in ("cosine", "wsd"):
             raise TuneError(f"train.lr_schedule is {self.lr_schedule!r}; use 'cosine' or 'wsd'")
         if self.decay_steps < 0 or self.decay_steps > self.max_steps:
             raise TuneError(f"train.decay_steps is {self.decay_steps}; use 0..max_steps ({self.max_steps})")
+        if self.decay_wall_s and not 0 < self.decay_wall_s <= self.max_wall_s:
+            raise TuneError(
+                f"train.decay_wall_s is {self.decay_wall_s} with train.max_wall_s {self.max_wall_s}; "
+                "set max_wall_s and a decay_wall_s in 0..max_wall_s"
+            )
 
     def learning_rate(self, step: int) -> float:
         """The learning rate of training step ``step`` (0-based): linear warm-up, then the schedule."""
@@ -120,6 +128,12 @@ class TrainConfig:
             left = self.max_steps - step
             return self.lr * warm * (min(1.0, left / self.decay_steps) if self.decay_steps else 1.0)
         return self.lr * warm * (0.5 * (1 + math.cos(math.pi * min(step / self.max_steps, 1.0))) * 0.9 + 0.1)
+
+    def wall_factor(self, elapsed_s: float) -> float:
+        """The factor decay_wall_s puts on the lr after ``elapsed_s`` seconds of this invocation (1 when off)."""
+        if not self.decay_wall_s:
+            return 1.0
+        return min(1.0, max(0.0, (self.max_wall_s - elapsed_s) / self.decay_wall_s))
 
 
 @dataclass(frozen=True)
@@ -616,7 +630,7 @@ def train_loop(
         img, tgt = img.to(accelerator.device), tgt.to(accelerator.device)
         gen = torch.Generator().manual_seed(tc.seed * 1_000_003 + step)
         cond = raw.conditioning(toks, text)
-        lr = tc.learning_rate(step)
+        lr = tc.learning_rate(step) * tc.wall_factor(time.perf_counter() - t_start)
         for g in opt.param_groups:
             g["lr"] = lr
         with accelerator.accumulate(net):
