@@ -32,12 +32,15 @@ TUM_FX_PX = 525.0  # its README: the TUM-recommended intrinsics of this Kinect
 
 def _segment(name: str, notes: dict[str, Any]) -> dict[str, Any]:
     """One run's share of a bundle, from the notes its export wrote."""
-    return {
+    seg = {
         "segment": name,
         "steps": notes["step"],
         "samples_seen": notes["samples_seen"],
         "train_wall_s": notes["train_wall_s"],
     }
+    if "device" in notes:  # runs since the GPU runs record where they trained (older ones: the 2 CPU cores)
+        seg["device"] = notes["device"]
+    return seg
 
 
 def segments_of(notes: dict[str, Any]) -> list[dict[str, Any]]:

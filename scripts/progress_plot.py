@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Plot the bundled model's held-out metrics against its training time, one point per bundled checkpoint.
+"""Plot the bundled model's held-out metrics against the examples it trained on, one point per bundled checkpoint.
 
 Usage: python scripts/progress_plot.py [--out docs/bundle_progress.png]
 
 Every bundle commits ``models/vb-mini/config.json`` (its version, examples seen and training wall time) with the
 ``eval_heldout.json`` that ``scripts/bundle.py`` made for it (100 held-out samples, 1 step), so the repository's git
 history holds the whole series; this walks it, prints a table and draws one panel per metric with the issue's target
-as a dashed line. Run it in a git checkout after bundling a new checkpoint.
+as a dashed line. The x axis counts training examples, not hours: the training ran on 2 CPU cores and on lent GPUs
+(about 37x the CPU's examples per second), so wall time no longer measures it. Run it in a git checkout after bundling
+a new checkpoint.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def plot(points: list[Point], out: Path) -> None:
 
     fig, axes = plt.subplots(2, 3, figsize=(13, 7))
     for ax, (title, _, target, higher) in zip(axes.flat, METRICS):
-        xs = [p.train_h for p in points if title in p.metrics]
+        xs = [p.examples / 1000 for p in points if title in p.metrics]
         ys = [p.metrics[title] for p in points if title in p.metrics]
         ax.plot(xs, ys, "o-", color="tab:blue")
         if xs:
@@ -82,7 +84,7 @@ def plot(points: list[Point], out: Path) -> None:
             ax.axhline(target, color="tab:green", ls="--", lw=1, label=f"target {'≥' if higher else '≤'} {target:g}")
             ax.legend(loc="best", fontsize=8)
         ax.set_title(title)
-        ax.set_xlabel("training time [h, 2 CPU cores]")
+        ax.set_xlabel("training examples seen [thousands]")
         ax.grid(alpha=0.3)
     fig.suptitle("bundled vb-mini checkpoints on the held-out synthetic split (100 samples, 1 step)")
     fig.tight_layout()

@@ -39,3 +39,10 @@ def test_rebundling_a_run_rewrites_its_history_text_instead_of_appending() -> No
     assert twice["segments"][-1]["note"] == "then a second run, bundled at 2500"
     third = bundle.merged_notes(twice, _run(300), "vb-mini2c", "a third run")
     assert third["continued"] == "dice at 1700; then a second run, bundled at 2500; a third run"
+
+
+def test_a_segment_keeps_the_device_its_run_trained_on() -> None:
+    gpu = _run(1000) | {"device": "NVIDIA H200"}
+    notes = bundle.merged_notes(FIRST, gpu, "vb-mini2-gpu1", "on a GPU")
+    assert "device" not in notes["segments"][0]  # the first run predates the record: the CPU
+    assert notes["segments"][-1]["device"] == "NVIDIA H200"

@@ -91,3 +91,30 @@ def test_the_progress_plot_ends_at_the_committed_bundle(tmp_path: Path) -> None:
     assert points[-1].metrics["depth δ1"] == _report("eval_heldout.json")["depth"]["delta1"]  # ... with its report
     hours = [p.train_h for p in points]
     assert hours == sorted(hours) and len(points) >= 2 and (tmp_path / "p.png").stat().st_size > 10_000
+
+
+def test_the_card_tells_cpu_and_gpu_training_apart() -> None:
+    import importlib.util
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("model_card", root / "scripts" / "model_card.py")
+    assert spec is not None and spec.loader is not None
+    card = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = card  # its dataclass looks its module up there
+    spec.loader.exec_module(card)
+    cpu_only = card.hardware_split({"step": 100, "samples_seen": 1600, "train_wall_s": 7200})
+    assert cpu_only.gpu_steps == 0 and cpu_only.hardware_text == "2 CPU cores (x86_64), no GPU"
+    assert cpu_only.time_text(2.0) == "2.0 h on 2 CPU cores"
+    segments = [
+        {"segment": "a", "steps": 100, "samples_seen": 1600, "train_wall_s": 7200},  # older: no device recorded
+        {"segment": "b", "steps": 50, "samples_seen": 800, "train_wall_s": 3600, "device": "CPU (2 threads)"},
+        {"segment": "g", "steps": 1000, "samples_seen": 64000, "train_wall_s": 160, "device": "NVIDIA H200"},
+    ]
+    split = card.hardware_split({"segments": segments})
+    assert (split.cpu_steps, split.cpu_wall_s, split.gpu_steps, split.gpu_samples) == (150, 10800, 1000, 64000)
+    assert split.time_text(3.0) == "3.0 h on 2 CPU cores and 3 min on a lent NVIDIA H200"
+    assert "400 examples/s" in split.limit_text and "64,000 more examples" in split.data_text
+    # the bundled card says where its training ran
+    notes = json.loads((MODEL / "config.json").read_text())["notes"]
+    assert card.hardware_split(notes).hardware_text in CARD

@@ -187,6 +187,8 @@ def test_decay_wall_s_cools_down_over_the_last_seconds_of_a_timed_run(tmp_path: 
     assert _tune(tmp_path, *args) == 0
     rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
     assert [r["step"] for r in rows] == ["1"] and float(rows[0]["lr"]) == 0.0
+    notes = VBGenerator.from_pretrained(tmp_path / "run" / "model").config.notes
+    assert notes["device"].startswith("CPU (")  # where it trained, for the bundle's card
 
 
 def test_a_copied_run_resumed_with_wsd_is_a_cool_down_branch(tmp_path: Path) -> None:

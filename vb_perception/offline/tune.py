@@ -573,6 +573,9 @@ def train_loop(
 
     on_gpu = torch.cuda.is_available()
     accelerator = Accelerator(cpu=not on_gpu, mixed_precision=tc.mixed_precision if on_gpu else "no")
+    # where this invocation trains, for the export's notes (a bundle's card tells CPU and GPU time apart)
+    hardware = torch.cuda.get_device_name(0) if on_gpu else f"CPU ({torch.get_num_threads()} threads)"
+    notes = notes | {"device": hardware}
     model.train()
     params = [p for _, p in model.named_trainable()]
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
