@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""Where a tuning step's time goes, and what ``torch.compile`` buys: batch, forward + losses, backward, optimizer.
+"""Where a tuning step's time goes, on the CPU or a GPU: data, text conditioning, forward + losses, backward,
+optimizer, EMA; and what ``torch.compile`` buys.
 
 Usage:
     python bench/train_step.py --config config/tune/vb-mini2.yaml --steps 12 [--compile] [--threads 2]
+    python bench/train_step.py --config config/tune/vb-mini2-gpu.yaml --device cuda --bf16 --batch 64 256
 
-Uses the run config's model (from ``init_from`` when set), data (its sample cache, made if missing) and losses, on
-batches of the config's size; the first ``--warmup`` steps (compilation included) are not timed. Prints a markdown
-table of median milliseconds per part and samples per second.
+Uses the run config's model (from ``init_from`` when set), data (its sample cache, made if missing, or live renders
+in this process: the ``data`` row is then what one worker process supplies) and losses; the first ``--warmup``
+steps (compilation included) are not timed. On a GPU each part ends with a synchronize, so a part's time is its
+own. Prints a markdown table of median milliseconds per part and examples per second for each batch size: a step
+that takes ``data`` ms per worker needs ``data / (step - data)`` workers to keep up.
 """
 
 from __future__ import annotations
@@ -14,8 +18,70 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from typing import Any
 
 import torch
+
+PARTS = ("data", "text conditioning", "forward + losses", "backward", "optimizer", "EMA")
+
+
+def _sync(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def measure(args: argparse.Namespace, batch: int | None) -> tuple[int, dict[str, float]]:
+    """Median milliseconds of each part of a training step at ``batch`` (None: the config's)."""
+    from diffusers.training_utils import EMAModel
+
+    from vb_perception.model.text import TextEncoder
+    from vb_perception.offline.tune import _Examples, build_model, load_tune_config, tuning_losses
+
+    overrides: dict[str, Any] = {"data.workers": 0}
+    if batch:
+        overrides["train.batch_size"] = batch
+    cfg = load_tune_config(args.config, overrides)
+    device = torch.device(args.device)
+    model = build_model(cfg).to(device)
+    model.train()
+    if args.compile:
+        model.unet.compile()
+    if args.channels_last:
+        model.unet.to(memory_format=torch.channels_last)
+    data = _Examples(cfg)
+    text = TextEncoder(device) if model.uses_minilm else None
+    if args.int8_text and text is not None:
+        text.model = torch.ao.quantization.quantize_dynamic(text.model, {torch.nn.Linear}, dtype=torch.qint8)
+    params = [p for _, p in model.named_trainable()]
+    opt = torch.optim.AdamW(params, lr=1e-5)
+    ema = EMAModel(params, decay=0.999)
+    losses_of = tuning_losses(model, cfg.train)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
+    times: dict[str, list[float]] = {k: [] for k in PARTS}
+    for step in range(args.warmup + args.steps):
+        t = [_sync(device)]
+        img, tgt, toks, specs = data.batch(step)
+        img, tgt = img.to(device), tgt.to(device)
+        t.append(_sync(device))
+        cond = model.conditioning(toks, text)
+        t.append(_sync(device))
+        gen = torch.Generator().manual_seed(step)
+        with autocast:
+            losses = losses_of(model, model, img, tgt, cond, specs, gen, step)
+        t.append(_sync(device))
+        losses["total"].backward()
+        t.append(_sync(device))
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad()
+        t.append(_sync(device))
+        ema.step(params)
+        t.append(_sync(device))
+        if step >= args.warmup:
+            for k, a, b in zip(PARTS, t, t[1:]):
+                times[k].append((b - a) * 1000.0)
+    return cfg.train.batch_size, {k: statistics.median(v) for k, v in times.items()}
 
 
 def main() -> None:
@@ -24,55 +90,29 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--batch", type=int, nargs="*", default=[], help="batch sizes to compare (default: the config's)")
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast for forward + losses, as training on GPUs")
     ap.add_argument("--compile", action="store_true", help="torch.compile the UNet (in place: same state_dict keys)")
     ap.add_argument("--channels-last", action="store_true", help="the UNet's weights in channels_last memory format")
     ap.add_argument("--int8-text", action="store_true", help="dynamically quantized (int8) text encoder linears")
     args = ap.parse_args()
-
-    from vb_perception.model.text import TextEncoder
-    from vb_perception.offline.tune import _Examples, build_model, load_tune_config, tuning_losses
-
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device here; use --device cpu")
     torch.set_num_threads(args.threads)
-    cfg = load_tune_config(args.config)
-    model = build_model(cfg)
-    model.train()
-    if args.compile:
-        model.unet.compile()
-    if args.channels_last:
-        model.unet.to(memory_format=torch.channels_last)
-    data = _Examples(cfg)
-    text = TextEncoder("cpu") if model.uses_minilm else None
-    if args.int8_text and text is not None:
-        text.model = torch.ao.quantization.quantize_dynamic(text.model, {torch.nn.Linear}, dtype=torch.qint8)
-    params = [p for _, p in model.named_trainable()]
-    opt = torch.optim.AdamW(params, lr=1e-5)
-    losses_of = tuning_losses(model, cfg.train)
-    parts: dict[str, list[float]] = {"batch": [], "forward + losses": [], "backward": [], "optimizer": []}
-    for step in range(args.warmup + args.steps):
-        t0 = time.perf_counter()
-        img, tgt, toks, specs = data.batch(step)
-        cond = model.conditioning(toks, text)
-        t1 = time.perf_counter()
-        gen = torch.Generator().manual_seed(step)
-        losses = losses_of(model, model, img, tgt, cond, specs, gen, step)
-        t2 = time.perf_counter()
-        losses["total"].backward()
-        t3 = time.perf_counter()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        opt.zero_grad()
-        t4 = time.perf_counter()
-        if step >= args.warmup:
-            for k, v in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
-                parts[k].append(v * 1000.0)
-    total = sum(statistics.median(v) for v in parts.values())
-    flags = [("compiled UNet", args.compile), ("channels_last", args.channels_last), ("int8 text", args.int8_text)]
+    results = [measure(args, b) for b in (args.batch or [None])]
+    flags = [("bf16", args.bf16), ("compiled UNet", args.compile), ("channels_last", args.channels_last)]
+    flags.append(("int8 text", args.int8_text))
     mode = ", ".join(k for k, on in flags if on) or "eager"
-    print(f"| part ({mode}, batch {cfg.train.batch_size}, {args.threads} threads) | median ms |")
-    print("|---|---:|")
-    for k, v in parts.items():
-        print(f"| {k} | {statistics.median(v):.0f} |")
-    print(f"| **step** | **{total:.0f}** ({cfg.train.batch_size / total * 1000:.1f} samples/s) |")
+    where = torch.cuda.get_device_name(0) if args.device == "cuda" else f"CPU, {args.threads} threads"
+    print(f"| part ({mode}, {where}) | " + " | ".join(f"batch {b}" for b, _ in results) + " |")
+    print("|---|" + "---:|" * len(results))
+    for k in PARTS:
+        print(f"| {k} | " + " | ".join(f"{ms[k]:.0f} ms" for _, ms in results) + " |")
+    steps = [(b, sum(ms.values()), sum(ms.values()) - ms["data"]) for b, ms in results]
+    print("| **step** | " + " | ".join(f"**{s:.0f} ms** ({b / s * 1000:.1f}/s)" for b, s, _ in steps) + " |")
+    cells = " | ".join(f"{s:.0f} ms ({b / s * 1000:.1f}/s)" for b, _, s in steps)
+    print(f"| step without data (workers prepare it) | {cells} |")
 
 
 if __name__ == "__main__":
