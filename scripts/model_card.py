@@ -117,8 +117,8 @@ class HardwareSplit:
             return f"The {CPU} it trains on are the bottleneck."
         gpu_rate = self.gpu_samples / max(self.gpu_wall_s, 1.0)
         return (
-            f"Most of its steps ran on the {CPU}; the lent GPU trained it at {gpu_rate:.0f} examples/s, bound by "
-            "rendering the data on the CPU, and such time comes seldom and in minutes."
+            f"Most of its steps ran on the {CPU}; the lent GPU trained it at {gpu_rate:.0f} examples/s, mostly idle "
+            "(bound on the CPU side), and such time comes seldom and in minutes."
         )
 
 

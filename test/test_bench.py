@@ -1,0 +1,40 @@
+"""bench/train_step.py: the step breakdown the GPU runs are tuned by (here on the CPU, on the tiny config)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("diffusers", reason="the generator needs diffusers")
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "bench" / "train_step.py"
+TINY = REPO / "config" / "tune" / "tiny.yaml"
+
+
+def _bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, str(BENCH), "--config", str(TINY), *args]
+    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+
+def test_train_step_bench_times_every_part_for_each_batch_size(tmp_path: Path) -> None:
+    done = _bench(tmp_path, "--batch", "2", "3", "--steps", "1", "--warmup", "0")
+    assert done.returncode == 0, done.stderr
+    rows = {line.split("|")[1].strip(): line for line in done.stdout.splitlines() if line.startswith("| ")}
+    assert "batch 2" in rows["part (eager, CPU, 2 threads)"] and "batch 3" in rows["part (eager, CPU, 2 threads)"]
+    for part in ("data", "text conditioning", "forward + losses", "backward", "optimizer", "EMA"):
+        cells = [c.strip() for c in rows[part].split("|")[2:-1]]
+        assert len(cells) == 2 and all(c.endswith(" ms") and float(c[:-3]) >= 0 for c in cells), rows[part]
+    assert "/s)" in rows["**step**"]
+
+
+def test_train_step_bench_says_when_there_is_no_gpu(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    done = _bench(tmp_path, "--device", "cuda")
+    assert done.returncode != 0 and "no CUDA device here" in done.stderr
