@@ -45,12 +45,14 @@ def plot(runs: list[tuple[str, dict[str, np.ndarray]]], batch: int, out: Path) -
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    offset = 0.0
+    seen = 0.0  # examples of the runs drawn so far: each run starts where the one before ended
     colours = {part: f"C{i}" for i, part in enumerate(PARTS)}
     for r, (name, m) in enumerate(runs):
         ls = ("-", "--", ":", "-.")[r % 4]
-        x = offset + (m["step"] - m["step"][0] + (m["step"][1] - m["step"][0] if len(m["step"]) > 1 else 0)) * batch
-        x = x / 1000
+        step = m["step"]
+        log_every = step[1] - step[0] if len(step) > 1 else 0  # the first row comes one logging interval in
+        examples = seen + (step - step[0] + log_every) * batch
+        x = examples / 1000
         for part in PARTS:
             if part in m:
                 label = part if r == 0 else None  # one legend entry per part; runs differ by line style
@@ -58,7 +60,7 @@ def plot(runs: list[tuple[str, dict[str, np.ndarray]]], batch: int, out: Path) -
                 axes[0].plot(x, smooth(m[part], 10), color=colours[part], ls=ls, lw=lw, label=label)
         axes[1].plot(x, m["lr"], color="k", ls=ls, label=name)
         axes[2].plot(x, m["samples_per_s"], color="k", ls=ls, lw=0.9, label=name)
-        offset = float(x[-1]) * 1000
+        seen = float(examples[-1])
         for ax in axes:
             ax.axvline(x[0], color="grey", lw=0.5, ls=":")
     axes[0].set_title("loss and its parts (moving average of 10 rows)")
