@@ -16,6 +16,8 @@ that takes ``data`` ms per worker needs ``data / (step - data)`` workers to keep
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import statistics
 import time
 from typing import Any
@@ -31,10 +33,24 @@ def _sync(device: torch.device) -> float:
     return time.perf_counter()
 
 
-def measure(args: argparse.Namespace, batch: int | None) -> tuple[int, dict[str, float]]:
-    """Median milliseconds of each part of a training step at ``batch`` (None: the config's)."""
+@contextlib.contextmanager
+def _threads(n: int) -> Any:
+    """torch's CPU threads set to ``n`` (0: unchanged) inside the block."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def measure(args: argparse.Namespace, batch: int | None) -> tuple[int, dict[str, float], float]:
+    """Median milliseconds of each part of a training step at ``batch`` (None: the config's), and the seconds the
+    warm-up steps took (compilation included)."""
     from diffusers.training_utils import EMAModel
 
+    from vb_perception.model.conditioning import INSTANCE_TOKENS
     from vb_perception.model.text import TextEncoder
     from vb_perception.offline.tune import _Examples, build_model, load_tune_config, tuning_losses
 
@@ -55,16 +71,21 @@ def measure(args: argparse.Namespace, batch: int | None) -> tuple[int, dict[str,
         text.model = torch.ao.quantization.quantize_dynamic(text.model, {torch.nn.Linear}, dtype=torch.qint8)
     params = [p for _, p in model.named_trainable()]
     opt = torch.optim.AdamW(params, lr=1e-5)
-    ema = EMAModel(params, decay=0.999)
+    ema = EMAModel(params, decay=0.999, foreach=True)  # as training
     losses_of = tuning_losses(model, cfg.train)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
     times: dict[str, list[float]] = {k: [] for k in PARTS}
+    t_begin = time.perf_counter()
+    warmup_s = 0.0
     for step in range(args.warmup + args.steps):
+        if step == args.warmup:
+            warmup_s = time.perf_counter() - t_begin
         t = [_sync(device)]
-        img, tgt, toks, specs = data.batch(step)
+        with _threads(args.data_threads):  # batch worker processes render with one thread each
+            img, tgt, toks, specs = data.batch(step)
         img, tgt = img.to(device), tgt.to(device)
         t.append(_sync(device))
-        cond = model.conditioning(toks, text)
+        cond = model.conditioning(toks, text, min_length=INSTANCE_TOKENS if args.compile else 0)  # as training
         t.append(_sync(device))
         gen = torch.Generator().manual_seed(step)
         with autocast:
@@ -81,7 +102,7 @@ def measure(args: argparse.Namespace, batch: int | None) -> tuple[int, dict[str,
         if step >= args.warmup:
             for k, a, b in zip(PARTS, t, t[1:]):
                 times[k].append((b - a) * 1000.0)
-    return cfg.train.batch_size, {k: statistics.median(v) for k, v in times.items()}
+    return cfg.train.batch_size, {k: statistics.median(v) for k, v in times.items()}, warmup_s
 
 
 def main() -> None:
@@ -96,11 +117,14 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="torch.compile the UNet (in place: same state_dict keys)")
     ap.add_argument("--channels-last", action="store_true", help="the UNet's weights in channels_last memory format")
     ap.add_argument("--int8-text", action="store_true", help="dynamically quantized (int8) text encoder linears")
+    ap.add_argument("--data-threads", type=int, default=0, help="torch threads for the data part (0: --threads)")
+    ap.add_argument("--json", help="append one JSON line per batch size to this file (scripts/device_kit.py pick)")
     args = ap.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device here; use --device cpu")
     torch.set_num_threads(args.threads)
-    results = [measure(args, b) for b in (args.batch or [None])]
+    measured = [measure(args, b) for b in (args.batch or [None])]
+    results = [(b, ms) for b, ms, _ in measured]
     flags = [("bf16", args.bf16), ("compiled UNet", args.compile), ("channels_last", args.channels_last)]
     flags.append(("int8 text", args.int8_text))
     mode = ", ".join(k for k, on in flags if on) or "eager"
@@ -113,6 +137,12 @@ def main() -> None:
     print("| **step** | " + " | ".join(f"**{s:.0f} ms** ({b / s * 1000:.1f}/s)" for b, s, _ in steps) + " |")
     cells = " | ".join(f"{s:.0f} ms ({b / s * 1000:.1f}/s)" for b, _, s in steps)
     print(f"| step without data (workers prepare it) | {cells} |")
+    if args.json:
+        with open(args.json, "a") as f:
+            for b, ms, warmup_s in measured:
+                row = {"batch": b, "compile": args.compile, "bf16": args.bf16, "device": where, "warmup_s": warmup_s}
+                row |= {"data_threads": args.data_threads or args.threads, "parts_ms": ms}
+                f.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ The device image has torch, transformers and accelerate but not diffusers or our
 
     python scripts/device_kit.py pack [--out .device]     # here: diffusers wheel + a compact MiniLM (~13 MB)
     bash scripts/device_train.sh                          # there (the device tool's `run`, carry [".device"])
+    python scripts/device_kit.py pick BENCH.jsonl ...     # there: the fastest batch / compile the bench measured
     python scripts/device_kit.py merge FILES_AT/model OUT # here: the run's model from its shards
 
 The compact MiniLM keeps the word-embedding rows of the wordpieces the synthetic prompt generator uses and of every
@@ -193,6 +194,38 @@ def pack(out: Path, n_prompts: int) -> None:
         raise SystemExit("the compact text encoder drifted too far; pack with more prompts")
 
 
+def pick(bench: Path, batch: int, lr: float, workers: int, train_s: float) -> dict[str, object]:
+    """The training setting ``bench/train_step.py --json`` measured the most examples per second of ``train_s`` for,
+    as ``--set`` overrides of a config that trains at ``batch`` with ``lr`` and ``workers`` batch workers: {} when the
+    bench left no rows, or when the config's own setting wins.
+
+    A setting's rate is its batch over the slower of its step without data and its data time shared by the workers;
+    a compiled one loses its warm-up (the compilation) from ``train_s``. The lr follows the batch by its fourth
+    root (a square-root rule for Adam, halved in the exponent: a run from a trained model, no time to find out)."""
+    rows = [json.loads(line) for line in bench.read_text().splitlines() if line.strip()] if bench.is_file() else []
+    best: tuple[float, dict[str, object]] | None = None
+    for r in rows:
+        ms = r["parts_ms"]
+        step_ms = max(sum(v for k, v in ms.items() if k != "data"), ms["data"] / max(workers, 1))
+        lost_s = r["warmup_s"] if r["compile"] else 0.0
+        examples = r["batch"] / step_ms * 1000.0 * max(0.0, train_s - lost_s)
+        print(
+            f"pick: batch {r['batch']}{' compiled' if r['compile'] else ''}: {examples / train_s:.0f} examples/s "
+            f"over {train_s:.0f} s",
+            file=sys.stderr,
+        )
+        setting: dict[str, object] = {"train.batch_size": r["batch"], "train.compile": bool(r["compile"])}
+        if best is None or examples > best[0]:
+            best = (examples, setting)
+    if best is None:
+        return {}
+    chosen = best[1]
+    if chosen["train.batch_size"] == batch and not chosen["train.compile"]:
+        return {}
+    scale = (int(chosen["train.batch_size"]) / batch) ** 0.25  # type: ignore[call-overload]
+    return chosen | {"train.lr": float(f"{lr * scale:.3g}")}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -209,8 +242,18 @@ def main() -> None:
     m = sub.add_parser("merge", help="here: a model folder from the shards")
     m.add_argument("shards", type=Path)
     m.add_argument("out", type=Path)
+    k = sub.add_parser("pick", help="there: the fastest setting a bench measured, as --set arguments")
+    k.add_argument("bench", type=Path, help="bench/train_step.py --json output")
+    k.add_argument("--config", type=Path, required=True, help="the run's tune config")
+    k.add_argument("--train-s", type=float, required=True, help="the run's training seconds")
     args = ap.parse_args()
-    if args.cmd == "pack":
+    if args.cmd == "pick":
+        from vb_perception.offline.tune import load_tune_config
+
+        cfg = load_tune_config(args.config)
+        chosen = pick(args.bench, cfg.train.batch_size, cfg.train.lr, cfg.data.workers, args.train_s)
+        print(" ".join(f"--set {key}={str(v).lower() if isinstance(v, bool) else v}" for key, v in chosen.items()))
+    elif args.cmd == "pack":
         pack(args.out, args.prompts)
     elif args.cmd == "text-encoder":
         rebuild_text_encoder(args.kit, args.out)

@@ -38,3 +38,26 @@ def test_train_step_bench_says_when_there_is_no_gpu(tmp_path: Path) -> None:
         pytest.skip("this machine has CUDA")
     done = _bench(tmp_path, "--device", "cuda")
     assert done.returncode != 0 and "no CUDA device here" in done.stderr
+
+
+def test_train_step_bench_writes_json_rows_the_device_pick_reads(tmp_path: Path) -> None:
+    import importlib.util
+    import json
+
+    out = tmp_path / "bench.jsonl"
+    args = ("--batch", "2", "3", "--steps", "1", "--warmup", "1", "--data-threads", "1", "--json", str(out))
+    done = _bench(tmp_path, *args)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["batch"] for r in rows] == [2, 3] and all(r["compile"] is False and r["data_threads"] == 1 for r in rows)
+    assert all(
+        set(r["parts_ms"]) == {"data", "text conditioning", "forward + losses", "backward", "optimizer", "EMA"}
+        for r in rows
+    )
+    assert all(r["warmup_s"] > 0 for r in rows)
+    spec = importlib.util.spec_from_file_location("device_kit", REPO / "scripts" / "device_kit.py")
+    assert spec is not None and spec.loader is not None
+    kit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kit)
+    chosen = kit.pick(out, batch=2, lr=1e-3, workers=1, train_s=60)
+    assert chosen in ({}, {"train.batch_size": 3, "train.compile": False, "train.lr": float(f"{1e-3 * 1.5**0.25:.3g}")})

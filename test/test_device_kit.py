@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -63,3 +65,77 @@ def test_the_compact_text_encoder_matches_the_full_one(tmp_path: Path) -> None:
     # a word the kit never saw becomes [UNK] (an embedding, not an error), which is why pack takes its vocabulary
     # from thousands of the generator's own prompts and checks unseen ones
     assert 0.0 < kit.check_text_encoder(tmp_path / "minilm", ["Segment the xylophone in red."]) < 0.99
+
+
+def _bench_row(batch: int, step_ms: float, data_ms: float, compile: bool = False, warmup_s: float = 1.0) -> str:
+    import json
+
+    parts = {"data": data_ms, "text conditioning": 0.0, "forward + losses": step_ms, "backward": 0.0}
+    parts |= {"optimizer": 0.0, "EMA": 0.0}
+    return json.dumps({"batch": batch, "compile": compile, "bf16": True, "warmup_s": warmup_s, "parts_ms": parts})
+
+
+def test_pick_trains_at_the_setting_with_the_most_examples(tmp_path: Path) -> None:
+    bench = tmp_path / "bench.jsonl"
+    # batch 256 is 4x the examples for 2x the step time; compiled, twice as fast again, but its compile costs time
+    rows = [_bench_row(64, 100, 400), _bench_row(256, 200, 2000), _bench_row(256, 100, 2000, True, warmup_s=60)]
+    bench.write_text("\n".join(rows) + "\n")
+    chosen = kit.pick(bench, batch=64, lr=3e-4, workers=14, train_s=420)
+    assert chosen == {"train.batch_size": 256, "train.compile": True, "train.lr": 0.000424}  # lr x 4^(1/4)
+    # a compilation that eats most of a short run loses to the eager batch 256
+    assert kit.pick(bench, batch=64, lr=3e-4, workers=14, train_s=100)["train.compile"] is False
+    # too few workers to render 256 examples in a step: the data bound decides, and the config's batch stays
+    assert kit.pick(bench, batch=64, lr=3e-4, workers=2, train_s=420) == {}
+
+
+def test_pick_without_bench_rows_keeps_the_config(tmp_path: Path) -> None:
+    assert kit.pick(tmp_path / "missing.jsonl", batch=64, lr=3e-4, workers=14, train_s=420) == {}
+    (tmp_path / "empty.jsonl").write_text("")
+    assert kit.pick(tmp_path / "empty.jsonl", batch=64, lr=3e-4, workers=14, train_s=420) == {}
+
+
+def test_pick_prints_set_arguments_the_tune_command_takes(tmp_path: Path) -> None:
+
+    from vb_perception.cli import _overrides
+    from vb_perception.offline.tune import load_tune_config
+
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(_bench_row(64, 100, 100) + "\n" + _bench_row(256, 150, 400, True, warmup_s=30) + "\n")
+    config = REPO / "config" / "tune" / "vb-mini2-gpu.yaml"
+    cmd = [sys.executable, str(SCRIPT), "pick", str(bench), "--config", str(config), "--train-s", "420"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    words = done.stdout.split()
+    assert words[::2] == ["--set"] * 3 and "batch 256 compiled" in done.stderr
+    cfg = load_tune_config(config, _overrides(words[1::2]))
+    assert cfg.train.batch_size == 256 and cfg.train.compile is True and cfg.train.lr > 3e-4
+
+
+def test_device_train_script_runs_end_to_end_and_survives_a_failed_bench(tmp_path: Path) -> None:
+    """The script the lent GPU runs, here on the CPU with the tiny config: its bench fails (no CUDA), so it trains at
+    the config's setting and still returns the shards, metrics, panel and log."""
+    import os
+
+    pytest.importorskip("open3d", reason="the tiny config renders its sample cache")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the bench would run for minutes")
+    out = tmp_path / "out"
+    env = os.environ | {
+        "OUT": str(out),
+        "CONFIG": str(REPO / "config" / "tune" / "tiny.yaml"),
+        "RUN": str(tmp_path / "run"),
+        "TRAIN_S": "60",
+        "BENCH": "1",
+        "VB_PERCEPTION_TEXT_ENCODER": str(kit._minilm_path()),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # python3 = this interpreter
+    }
+    cmd = ["bash", str(SCRIPT.parent / "device_train.sh"), "--set", f"data.cache_dir={tmp_path / 'cache'}"]
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    log = (out / "log.txt").read_text()
+    assert "no CUDA device here" in log and "picked: none, the config as it is" in log
+    assert {p.name for p in out.iterdir()} == {"model", "metrics.csv", "panel.png", "log.txt"}
+    kit.merge(out / "model", tmp_path / "merged")
+    from vb_perception.model.loading import load_generator
+
+    assert load_generator(tmp_path / "merged").config.model_version == "tiny@4"

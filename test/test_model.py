@@ -60,6 +60,41 @@ def test_text_encoder_is_the_real_minilm_and_caches(text: TextEncoder) -> None:
     assert "a cat" in text._cache
 
 
+def test_batch_tokens_looks_every_token_up_and_pads_with_zeros(text: TextEncoder) -> None:
+    from vb_perception.model.conditioning import batch_tokens
+
+    items = [tokens_for(p, parse_prompt(p)) for p in PROMPTS]
+    emb, colors, roles, task, mask, camera = batch_tokens(items, text, torch.device("cpu"), camera=True)
+    length = max(len(t.texts) for t in items)
+    assert emb.shape == (len(items), length, 384) and colors.dtype == torch.float32 and camera.shape[0] == len(items)
+    for b, item in enumerate(items):
+        for k in range(length):
+            s = item.texts[k] if k < len(item.texts) else ""
+            expected = text.encode([s])[0] if s else torch.zeros(384)  # empty (background) and padding: zeros
+            torch.testing.assert_close(emb[b, k], expected)
+        n = len(item.texts)
+        assert mask[b].tolist() == [1] * (n + 1) + [0] * (length - n)
+        assert colors[b, :n].mul(255).round().int().tolist() == [list(c) for c in item.colors]
+        assert roles[b, :n].tolist() == list(item.roles) and int(task[b]) == item.task
+
+
+def test_padding_to_a_fixed_token_count_changes_no_output(text: TextEncoder) -> None:
+    from vb_perception.model.conditioning import INSTANCE_TOKENS
+
+    torch.manual_seed(0)
+    model = VBGenerator(replace(TINY, palette_head_dim=8, depth_head=True, focal_conditioning=True)).eval()
+    items = [tokens_for(p, parse_prompt(p)) for p in PROMPTS if "car" not in p]  # no instance prompt: short
+    tight = model.conditioning(items, text)
+    padded = model.conditioning(items, text, min_length=INSTANCE_TOKENS)
+    assert tight[0].shape[1] < INSTANCE_TOKENS == padded[0].shape[1]
+    img = torch.rand(len(items), 3, 32, 32) * 2 - 1
+    t = torch.full((len(items),), 999)
+    with torch.no_grad():
+        torch.testing.assert_close(model(img, img, t, tight), model(img, img, t, padded), atol=1e-5, rtol=1e-5)
+    longest = tokens_for(PROMPTS[4], parse_prompt(PROMPTS[4]))  # the instance prompt fits the fixed count
+    assert len(longest.texts) <= INSTANCE_TOKENS
+
+
 def test_forward_sample_and_seeds(text: TextEncoder) -> None:
     torch.manual_seed(0)
     model = VBGenerator(TINY).eval()

@@ -292,3 +292,19 @@ def test_the_free_rgb_term_supervises_the_depth_path_heads_free_colour(tmp_path:
         rgb[weight] = float(rows[0]["rgb"])
     # same seed, batches and first step: the term adds the free colour's error to the logged RGB loss
     assert rgb[1.0] > rgb[0.0] > 0
+
+
+@pytest.mark.slow
+def test_a_compiled_unet_trains_as_the_eager_one_and_saves_the_same_keys(tmp_path: Path) -> None:
+    steps = ("--set", "train.max_steps=2", "--set", "train.num_threads=1")
+    assert _tune(tmp_path / "eager", *steps) == 0
+    assert _tune(tmp_path / "compiled", *steps, "--set", "train.compile=true") == 0
+    losses = {
+        k: [float(r["loss"]) for r in csv.DictReader((tmp_path / k / "run" / "metrics.csv").open())]
+        for k in ("eager", "compiled")
+    }
+    assert len(losses["compiled"]) == 2 and losses["compiled"] == pytest.approx(losses["eager"], rel=1e-3)
+    eager = VBGenerator.from_pretrained(tmp_path / "eager" / "run" / "model").state_dict()
+    compiled = VBGenerator.from_pretrained(tmp_path / "compiled" / "run" / "model").state_dict()
+    assert compiled.keys() == eager.keys()  # compiled in place: no _orig_mod prefixes in checkpoints or exports
+    assert all(torch.allclose(compiled[k].float(), eager[k].float(), atol=1e-3) for k in eager)

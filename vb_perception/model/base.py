@@ -69,7 +69,8 @@ class Generator(nn.Module):
     def target_shape(self, prepared_image: torch.Tensor) -> tuple[int, ...]:
         return tuple(prepared_image.shape[:1]) + (3,) + tuple(prepared_image.shape[2:])
 
-    def conditioning(self, items: list[Any], text: Any) -> tuple[torch.Tensor, ...]:
+    def conditioning(self, items: list[Any], text: Any, min_length: int = 0) -> tuple[torch.Tensor, ...]:
+        """The batch's conditioning tensors, tokens padded to at least ``min_length``."""
         raise NotImplementedError
 
     # -------------------------------------------------------------------------------- sampling

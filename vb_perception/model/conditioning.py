@@ -26,13 +26,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from vb_perception.colors import instance_slots
+from vb_perception.colors import INSTANCE_SLOT_COLORS, instance_slots
 from vb_perception.errors import VbPerceptionError
 from vb_perception.model.text import TEXT_DIM, TextEncoder
 from vb_perception.prompts import DepthSpec, InstanceSpec, NormalsSpec, ReferringSpec, SemanticSpec, TaskSpec
 
 __all__ = [
     "CAMERA_DIM",
+    "INSTANCE_TOKENS",
     "TASK_CODES",
     "ConditionEncoder",
     "PromptTokens",
@@ -55,6 +56,9 @@ TASK_CODES = (
 )
 _ROLE_PROMPT, _ROLE_BACKGROUND, _ROLE_TARGET, _ROLE_INSTANCE = range(4)
 ROLE_BACKGROUND, ROLE_TARGET, ROLE_INSTANCE = _ROLE_BACKGROUND, _ROLE_TARGET, _ROLE_INSTANCE
+#: The most tokens an instance prompt has (prompt, background, a slot per usable colour): the longest the
+#: synthetic prompts get, so training pads to it for a compiled model (``batch_tokens(min_length=...)``).
+INSTANCE_TOKENS = 2 + len(INSTANCE_SLOT_COLORS)
 _N_FREQ = 6
 
 
@@ -91,6 +95,12 @@ def focal_ratio(fx_px: float | None, height_px: int, width_px: int) -> float | N
 CAMERA_DIM = 9
 
 
+def _on(t: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """A host tensor on ``device`` without waiting for the device (a host-to-GPU copy from pageable memory is staged
+    at once; a blocking one would wait for the queued GPU work)."""
+    return t.to(device, non_blocking=True)
+
+
 def camera_features(focal: Sequence[float | None], device: torch.device | str = "cpu") -> torch.Tensor:
     """``[B, CAMERA_DIM]``: for a known focal ratio f, ``(1, 0, log f, sin(2^k log f), cos(2^k log f), k = 0..2)``;
     for an unknown one ``(0, 1, 0, ...)``, so the (bias-free) projection learns a separate "unknown camera" vector."""
@@ -101,7 +111,7 @@ def camera_features(focal: Sequence[float | None], device: torch.device | str = 
             continue
         u = math.log(f)
         rows.append([1.0, 0.0, u] + [math.sin(u * 2**k) for k in range(3)] + [math.cos(u * 2**k) for k in range(3)])
-    return torch.tensor(rows, dtype=torch.float32, device=device).reshape(len(rows), CAMERA_DIM)
+    return _on(torch.tensor(rows, dtype=torch.float32).reshape(len(rows), CAMERA_DIM), device)
 
 
 def tokens_for(prompt: str, spec: TaskSpec, focal: float | None = None) -> PromptTokens:
@@ -154,21 +164,30 @@ class ConditionEncoder(nn.Module):
 
 
 def batch_tokens(
-    items: Sequence[PromptTokens], text: TextEncoder | Any, device: torch.device, camera: bool = False
+    items: Sequence[PromptTokens],
+    text: TextEncoder | Any,
+    device: torch.device,
+    camera: bool = False,
+    min_length: int = 0,
 ) -> tuple[torch.Tensor, ...]:
     """Padded batch tensors: text embeddings (``text.encode``: MiniLM, or the latent model's CLIP), colours, roles,
     task codes and the attention mask ``[B, L + 1]``; with ``camera``, :func:`camera_features` of the items' focal
-    ratios last."""
-    length = max(len(t.texts) for t in items)
-    all_texts = [s for t in items for s in t.texts if s]
-    table = dict(zip(dict.fromkeys(all_texts), text.encode(list(dict.fromkeys(all_texts))).to(device)))
-    zeros = torch.zeros(getattr(text, "dim", TEXT_DIM), device=device)
-    emb = torch.stack(
-        [torch.stack([table[s] if s else zeros for s in t.texts] + [zeros] * (length - len(t.texts))) for t in items]
-    )
-    colors = torch.tensor([list(t.colors) + [(0, 0, 0)] * (length - len(t.colors)) for t in items], device=device)
-    roles = torch.tensor([list(t.roles) + [0] * (length - len(t.roles)) for t in items], device=device)
-    task = torch.tensor([t.task for t in items], device=device)
-    mask = torch.tensor([[1] * (len(t.texts) + 1) + [0] * (length - len(t.texts)) for t in items], device=device)
-    out = (emb, colors.float() / 255.0, roles, task, mask)
+    ratios last. ``L`` is the most tokens an item has, or ``min_length`` if that is more (padding is masked out: the
+    same outputs, in a shape that stays put, as a compiled model wants)."""
+    length = max(min_length, *(len(t.texts) for t in items))
+    unique = list(dict.fromkeys(s for t in items for s in t.texts if s))
+    where = {s: i for i, s in enumerate(unique)}
+    dim = getattr(text, "dim", TEXT_DIM)
+    # every token's embedding by one lookup into the unique sentences' (row len(unique): zeros, for empty texts and
+    # padding); the tables are built on the host and sent in one non-blocking copy each, so on a GPU the host neither
+    # waits for it nor issues an op per token
+    table = torch.cat([text.encode(unique).to(device), torch.zeros(1, dim, device=device)])
+    pad = len(unique)
+    rows = [[where[s] if s else pad for s in t.texts] + [pad] * (length - len(t.texts)) for t in items]
+    emb = table[_on(torch.tensor(rows), device)]
+    colors = torch.tensor([list(t.colors) + [(0, 0, 0)] * (length - len(t.colors)) for t in items], dtype=torch.float32)
+    roles = torch.tensor([list(t.roles) + [0] * (length - len(t.roles)) for t in items])
+    task = torch.tensor([t.task for t in items])
+    mask = torch.tensor([[1] * (len(t.texts) + 1) + [0] * (length - len(t.texts)) for t in items])
+    out = (emb, _on(colors / 255.0, device), _on(roles, device), _on(task, device), _on(mask, device))
     return out + (camera_features([t.focal for t in items], device),) if camera else out

@@ -259,8 +259,10 @@ class VBGenerator(Generator):
         u = uses.to(out.dtype)[:, None, None, None]
         return u * mix + (1.0 - u) * free
 
-    def conditioning(self, items: list[PromptTokens], text: TextEncoder) -> tuple[torch.Tensor, ...]:
-        return batch_tokens(items, text, self.device, camera=self.config.focal_conditioning)
+    def conditioning(
+        self, items: list[PromptTokens], text: TextEncoder, min_length: int = 0
+    ) -> tuple[torch.Tensor, ...]:
+        return batch_tokens(items, text, self.device, camera=self.config.focal_conditioning, min_length=min_length)
 
     def with_palette_channels(self, channels: int) -> VBGenerator:
         """A copy with ``channels`` palette input planes; new input weights start at zero, so it computes exactly

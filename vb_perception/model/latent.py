@@ -252,10 +252,12 @@ class LatentGenerator(Generator):
 
     # -------------------------------------------------------------------------------- network
 
-    def conditioning(self, items: list[PromptTokens], text: Any = None) -> tuple[torch.Tensor, ...]:
+    def conditioning(
+        self, items: list[PromptTokens], text: Any = None, min_length: int = 0
+    ) -> tuple[torch.Tensor, ...]:
         """CLIP hidden states of each prompt, then the structured tokens (``text`` is unused: CLIP is built in)."""
         hidden = self.clip.hidden([it.texts[0] for it in items]).to(self.device)
-        return (hidden, *batch_tokens(items, self.clip, self.device))
+        return (hidden, *batch_tokens(items, self.clip, self.device, min_length=min_length))
 
     def forward(
         self,

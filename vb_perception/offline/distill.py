@@ -97,7 +97,7 @@ def run_distill(cfg: DistillConfig, progress: bool = True) -> Path:
     def step_losses(net: Any, raw: Generator, img: Any, tgt: Any, cond: Any, specs: Any, gen: Any, step: int) -> Any:
         k = cfg.student_steps[step % len(cfg.student_steps)]
         prepared = raw.prepare_image(img)
-        noise = torch.randn(raw.target_shape(prepared), generator=gen).to(img.device)
+        noise = torch.randn(raw.target_shape(prepared), generator=gen).to(img.device, non_blocking=True)
         aux: dict[str, torch.Tensor] | None = {} if raw.has_palette_head else None
         pred, aux = full_precision(raw.rollout(prepared, cond, k, noise, grad_last=True, net=net, aux=aux), aux)
         parts: list[tuple[float, dict[str, torch.Tensor]]] = []

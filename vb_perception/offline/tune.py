@@ -26,7 +26,7 @@ import torch
 
 from vb_perception.errors import VbPerceptionError
 from vb_perception.model.base import Generator
-from vb_perception.model.conditioning import PromptTokens, focal_ratio, tokens_for
+from vb_perception.model.conditioning import INSTANCE_TOKENS, PromptTokens, focal_ratio, tokens_for
 from vb_perception.model.generator import GeneratorConfig, VBGenerator
 from vb_perception.model.text import TextEncoder
 from vb_perception.offline.synth.augment import hue_rotate
@@ -109,6 +109,10 @@ class TrainConfig:
     # With max_wall_s: the lr falls linearly to zero over this invocation's last decay_wall_s seconds (a cool-down
     # for runs bounded by time rather than steps, such as a lent GPU's); 0 = off.
     decay_wall_s: float = 0.0
+    #: torch.compile the UNet (in place, so checkpoints keep their keys). On a GPU, where this small model's step is
+    #: bound by the host issuing thousands of small kernels, fusing them can pay for the minute or so it costs at
+    #: the first step; on these CPU cores it does not (README: training speed).
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in ("cosine", "wsd"):
@@ -278,9 +282,10 @@ class _StepBatches(torch.utils.data.Dataset):  # type: ignore[type-arg]
         return self.data.batch(self.start + i)
 
 
-def step_batches(data: _Examples, start: int, stop: int, workers: int) -> Any:
+def step_batches(data: _Examples, start: int, stop: int, workers: int, pin_memory: bool = False) -> Any:
     """The training batches from step ``start`` on: made in this process, or by ``workers`` processes ahead of the
-    step (the same batches either way: each depends only on its step)."""
+    step (the same batches either way: each depends only on its step). ``pin_memory``: in page-locked memory, for
+    copies to a GPU that do not block (worker batches only)."""
     if workers <= 0:
         return (data.batch(s) for s in range(start, stop))
     loader = torch.utils.data.DataLoader(
@@ -288,6 +293,7 @@ def step_batches(data: _Examples, start: int, stop: int, workers: int) -> Any:
         batch_size=None,
         num_workers=workers,
         prefetch_factor=2,
+        pin_memory=pin_memory,
         multiprocessing_context="spawn",
     )
     return iter(loader)
@@ -577,11 +583,14 @@ def train_loop(
     hardware = torch.cuda.get_device_name(0) if on_gpu else f"CPU ({torch.get_num_threads()} threads)"
     notes = notes | {"device": hardware}
     model.train()
+    if tc.compile:
+        model.unet.compile()
     params = [p for _, p in model.named_trainable()]
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
     # EMA with warm-up (decay 1 - (1 + n)^(-2/3), capped at ema_decay): early exports follow the model instead of
     # averaging in the random initialisation. The step n is checkpointed, so a resume goes on with the same decay.
     # Without warm-up (ema_warmup false: runs that start from a trained model) the decay is ema_decay throughout.
+    # foreach: one fused update for all the parameters instead of a few ops each (on a GPU, each op is a launch).
     ema = EMAModel(
         params,
         decay=tc.ema_decay,
@@ -589,6 +598,7 @@ def train_loop(
         inv_gamma=1.0,
         power=2 / 3,
         min_decay=0.0 if tc.ema_warmup else tc.ema_decay,
+        foreach=True,
     )
     step, elapsed = 0, 0.0
     for ckpt in ("checkpoint", "checkpoint.old"):  # .old: a run killed between the two renames of a save
@@ -624,15 +634,16 @@ def train_loop(
         _export(run / "model", raw, ema, name, step, info)
         return step
 
-    batches = step_batches(data, step, tc.max_steps, data.cfg.data.workers)
+    batches = step_batches(data, step, tc.max_steps, data.cfg.data.workers, pin_memory=on_gpu)
     saved = first = step
     while step < tc.max_steps:
         if tc.max_wall_s and step > first and time.perf_counter() - t_start > tc.max_wall_s:
             break  # this invocation's time is up (after at least one step): save below, resume later
         img, tgt, toks, specs = next(batches)
-        img, tgt = img.to(accelerator.device), tgt.to(accelerator.device)
+        # non-blocking: the host goes on issuing this step while the copies (from pinned memory on a GPU) run
+        img, tgt = img.to(accelerator.device, non_blocking=True), tgt.to(accelerator.device, non_blocking=True)
         gen = torch.Generator().manual_seed(tc.seed * 1_000_003 + step)
-        cond = raw.conditioning(toks, text)
+        cond = raw.conditioning(toks, text, min_length=INSTANCE_TOKENS if tc.compile else 0)  # compiled: one shape
         lr = tc.learning_rate(step) * tc.wall_factor(time.perf_counter() - t_start)
         for g in opt.param_groups:
             g["lr"] = lr
@@ -776,9 +787,9 @@ def tuning_losses(model: Generator, tc: TrainConfig) -> StepLosses:
             torch.rand(b, generator=gen) < tc.single_step_prob,
             torch.full((b,), t_max),
             torch.randint(0, model.config.num_train_timesteps, (b,), generator=gen),
-        ).to(img.device)
+        ).to(img.device, non_blocking=True)
         x0 = raw.to_target_space(tgt)
-        noise = torch.randn(x0.shape, generator=gen).to(img.device)
+        noise = torch.randn(x0.shape, generator=gen).to(img.device, non_blocking=True)
         aux: dict[str, torch.Tensor] | None = {} if raw.has_palette_head else None
         pred = net(raw.prepare_image(img), sched.add_noise(x0, noise, t), t, cond, aux)
         pred, aux = full_precision(pred, aux)  # bf16 / fp16 under mixed precision: losses in fp32
