@@ -211,9 +211,12 @@ def main() -> int:
 
     # 3. Runtime prompts: a valid parameter change, an invalid one (rejected, old prompts stay), the prompt topic.
     def call(prompts: list[str]) -> Any:
-        req = SetParameters.Request()
         value = ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY, string_array_value=prompts)
-        req.parameters = [ParameterMsg(name="segmentation.prompts", value=value)]
+        return set_param("segmentation.prompts", value)
+
+    def set_param(name: str, value: Any) -> Any:
+        req = SetParameters.Request()
+        req.parameters = [ParameterMsg(name=name, value=value)]
         set_params.wait_for_service(timeout_sec=10.0)
         future = set_params.call_async(req)
         wait(future.done, 10.0)
@@ -233,6 +236,16 @@ def main() -> int:
     prompt_pub.publish(String(data="Segment the table in blurple"))
     time.sleep(0.5)
     obs["prompt_topic_bad_kept"] = node.prompts.segmentation == ("Segment the table in yellow",)
+    # flip_average switches at run time (the next frame runs depth and normals on the mirrored image too)
+    flip = set_param("flip_average", ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=True))
+    obs["flip_on"] = bool(flip.successful) and node.pipe.flip_average is True
+    n_depth = len(got["depth"])
+    image_pub.publish(image_msg(rgb, "rgb8", 350))
+    obs["flip_frame"] = wait(lambda: len(got["depth"]) > n_depth)
+    flip = set_param("flip_average", ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=False))
+    obs["flip_off"] = bool(flip.successful) and node.pipe.flip_average is False
+    steps = set_param("steps", ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=2))
+    obs["steps_fixed"] = not steps.successful and "read at start" in steps.reason
 
     # 4. No camera_info for the stamp: depth still comes, no cloud.
     n_depth, n_points = len(got["depth"]), len(got["points"])

@@ -39,3 +39,25 @@ def test_predict_with_the_bundled_model_writes_metric_depth(tmp_path: Path, tum_
     finite = depth[np.isfinite(depth)]
     assert finite.size > 0.9 * depth.size
     assert 0.05 < np.median(finite) < 100.0  # metres, not a normalised or inverse depth
+
+
+def test_flip_average_mirrors_back_and_averages_depth_and_normals(tum_frame: tuple[np.ndarray, ...]) -> None:
+    from vb_perception.pipeline import Perception
+
+    rgb = np.ascontiguousarray(tum_frame[0][::6, ::6][8:72, :80])  # the processing size itself: no resampling
+    fx_px = float(tum_frame[2][0, 0]) / 6
+    prompts = ["Generate a metric depth map", "surface normals", '{"floor": "red"}']
+    plain, mirrored = Perception(), Perception()
+    d0, n0, s0 = plain(rgb, prompts, fx_px=fx_px)
+    d1, n1 = mirrored(rgb[:, ::-1].copy(), prompts[:2], fx_px=fx_px)  # as flip_average runs it: depth and normals
+    back = n1.normals[:, ::-1] * np.array([-1.0, 1.0, 1.0], np.float32)
+    # the mirrored image's normals, mirrored back with x negated, agree with the plain ones; without the sign, not
+    cos = np.sum(back * n0.normals, -1)
+    wrong = np.sum(n1.normals[:, ::-1] * n0.normals, -1)
+    assert np.nanmean(cos) > 0.8 and np.nanmean(cos) > np.nanmean(wrong) + 0.05
+    both = Perception(flip_average=True)(rgb, prompts, fx_px=fx_px)
+    np.testing.assert_allclose(both[0].depth_m, np.sqrt(d0.depth_m * d1.depth_m[:, ::-1]), rtol=1e-5)
+    expected = n0.normals + back
+    expected /= np.linalg.norm(expected, axis=-1, keepdims=True)
+    np.testing.assert_allclose(both[1].normals, expected, atol=1e-5)
+    assert np.array_equal(both[2].labels, s0.labels)  # segmentation is not averaged

@@ -149,6 +149,11 @@ def test_eval_on_synthetic_samples_and_a_real_frame(model_dir: Path, tmp_path: P
         real["depth"]["pixels"] > 1000 and sum(r["pixels"] for r in real["depth_by_range"]) == real["depth"]["pixels"]
     )
     assert (tmp_path / "tum" / "eval_depth_by_range.png").is_file()
+    flip = ["eval", "--data", str(tum), "--depth-scale-m", "0.0002", "--model", str(model_dir), "--flip-average"]
+    assert main([*flip, "--out", str(tmp_path / "tum_flip")]) == 0
+    mirrored = json.loads((tmp_path / "tum_flip" / "eval.json").read_text())
+    assert real["flip_average"] is False and mirrored["flip_average"] is True
+    assert mirrored["depth"]["pixels"] == real["depth"]["pixels"] and mirrored["depth"] != real["depth"]
 
 
 def test_a_focal_conditioned_model_takes_the_camera_focal_length_everywhere(tmp_path: Path, pipe: Perception) -> None:

@@ -161,7 +161,8 @@ def test_ros1_bag_with_extra_topics(tmp_path: Path, tiny_model: Path) -> None:
             w.write(
                 conns["/rosout"], stamp, ts.serialize_ros1(t["std_msgs/msg/String"](data="x"), "std_msgs/msg/String")
             )
-    assert main(["replay", str(tmp_path / "run.bag"), "--out", str(tmp_path / "out"), "--model", str(tiny_model)]) == 0
+    args = ["replay", str(tmp_path / "run.bag"), "--out", str(tmp_path / "out"), "--model", str(tiny_model)]
+    assert main([*args, "--flip-average"]) == 0  # the node's flip_average, in the replay too
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["frames_ok"] == 3 and report["overall"]["/kinect/rgb"]["frames"] == 3
     assert report["skipped_topics"] == {"/rosout": "std_msgs/msg/String"}

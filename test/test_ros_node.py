@@ -88,6 +88,8 @@ def test_runtime_prompts(observations: dict[str, Any]) -> None:
     assert observations["param_bad_rejected"] and "did you mean 'purple'" in observations["param_bad_reason"]
     assert observations["prompts_kept"]
     assert observations["prompt_topic_applied"] and observations["prompt_topic_bad_kept"]
+    assert observations["flip_on"] and observations["flip_frame"] and observations["flip_off"]
+    assert observations["steps_fixed"]  # start-only parameters refuse a change and say why
 
 
 def test_no_queue_and_flat_memory(observations: dict[str, Any]) -> None:

@@ -196,7 +196,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     prompts = prompts_for(args.task or (["depth", "normals"] if not args.prompt else []), args.prompt or [])
     folders = predict_files(
-        args.images, prompts, Path(args.out), args.model, args.steps, args.device, args.backend, args.engine, args.fx_px
+        args.images,
+        prompts,
+        Path(args.out),
+        args.model,
+        args.steps,
+        args.device,
+        args.backend,
+        args.engine,
+        args.fx_px,
+        flip_average=args.flip_average,
     )
     for folder in folders:
         print(f"wrote {folder}")
@@ -218,6 +227,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         backend=args.backend,
         engine=args.engine,
         steps=args.steps,
+        flip_average=args.flip_average,
     )
     print(f"{len(r.frames)} frames replayed ({r.fps:.2f} frames/s), {len(r.failed)} failed (listed in the report)")
     for cam, metrics in r.overall.items():
@@ -263,10 +273,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         args.engine,
         fx_px=args.fx_px,
         intrinsics=not args.no_intrinsics,
+        flip_average=args.flip_average,
     )
     print(format_report(report))
     print(f"\nreport: {Path(args.out) / 'eval.json'}")
     return 0
+
+
+FLIP_HELP = "average depth and normals with their generation from the mirrored image (2x their compute)"
 
 
 def _add_synth_args(s: argparse.ArgumentParser, n_default: int) -> None:
@@ -445,6 +459,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the images' focal length in pixels (camera_info K[0]); sharpens the metric scale of models that use it",
     )
     s.add_argument("--out", required=True, help="output folder; one subfolder per image")
+    s.add_argument("--flip-average", action="store_true", help=FLIP_HELP)
     s.set_defaults(func=_cmd_predict)
 
     s = sub.add_parser(
@@ -464,6 +479,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt"))
     s.add_argument("--engine", default=None, help="the .onnx / .engine for onnxruntime / tensorrt")
     s.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    s.add_argument("--flip-average", action="store_true", help=FLIP_HELP)
     s.set_defaults(func=_cmd_replay)
 
     s = sub.add_parser(
@@ -513,6 +529,7 @@ def _parser() -> argparse.ArgumentParser:
         "--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt"), help="runtime (default: torch)"
     )
     s.add_argument("--engine", default=None, help="the .onnx / .engine to evaluate (default: `vb-perception export`'s)")
+    s.add_argument("--flip-average", action="store_true", help=FLIP_HELP)
     s.set_defaults(func=_cmd_eval)
 
     s = sub.add_parser(

@@ -176,17 +176,19 @@ def evaluate(
     engine: str | Path | None = None,
     fx_px: float | None = None,
     intrinsics: bool = True,
+    flip_average: bool = False,
 ) -> dict[str, Any]:
     """Evaluate and write ``eval.json`` (+ ``eval_panels.png`` for synthetic data) into ``out``. ``backend`` and
     ``engine`` as in :class:`~vb_perception.pipeline.Perception` (e.g. an int8 export on onnxruntime).
 
     Models with focal conditioning get each synthetic sample's focal length, or ``fx_px`` for a real folder, unless
-    ``intrinsics`` is False (the unknown-camera case); other models ignore it."""
+    ``intrinsics`` is False (the unknown-camera case); other models ignore it. ``flip_average`` as in
+    :class:`~vb_perception.pipeline.Perception`."""
     folder, out_dir = Path(data), Path(out)
     if not folder.is_dir():
         raise VbPerceptionError(f"{folder}: no such folder")
     out_dir.mkdir(parents=True, exist_ok=True)
-    pipe = Perception(model_dir, device=device, steps=steps, backend=backend, engine=engine)
+    pipe = Perception(model_dir, device=device, steps=steps, backend=backend, engine=engine, flip_average=flip_average)
     synthetic = any(folder.glob("*.npz"))
     if synthetic:
         report = _synthetic(pipe, folder, n, out_dir, intrinsics)
@@ -209,6 +211,7 @@ def evaluate(
                 if intrinsics and (synthetic or fx_px is not None)
                 else "unknown to the model"
             ),
+            "flip_average": flip_average,
         }
         | ({"engine": str(pipe.engine_path)} if pipe.engine_path else {})
         | report
@@ -242,6 +245,8 @@ def format_report(r: dict[str, Any]) -> str:
     head = f"{r.get('model_version', '?')} on {r['data']} ({r['samples']} samples, {r.get('steps')} step(s))"
     if r.get("focal_length", "").startswith(("given", "unknown")):
         head += f"; focal length {r['focal_length']}"
+    if r.get("flip_average"):
+        head += "; depth and normals averaged with the mirrored image"
     lines = [head, "", "| metric | value |", "|---|---:|"] + [f"| {a} | {b} |" for a, b in rows]
     ranges = [x for x in r.get("depth_by_range", []) if x["pixels"]]
     if ranges:

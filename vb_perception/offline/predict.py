@@ -82,14 +82,16 @@ def predict_files(
     backend: str = "torch",
     engine: str | None = None,
     fx_px: float | None = None,
+    flip_average: bool = False,
 ) -> list[Path]:
     """Run ``prompts`` on each image (the model loads once); returns the per-image output folders. ``fx_px``: the
-    images' focal length in pixels, for models with focal conditioning."""
+    images' focal length in pixels, for models with focal conditioning; ``flip_average`` as in
+    :class:`~vb_perception.pipeline.Perception`."""
     from tqdm import tqdm
 
     if not prompts:
         raise VbPerceptionError("nothing to predict: give --task and/or --prompt")
-    pipe = Perception(model_dir, device=device, steps=steps, backend=backend, engine=engine)
+    pipe = Perception(model_dir, device=device, steps=steps, backend=backend, engine=engine, flip_average=flip_average)
     folders = []
     for path in tqdm([Path(p) for p in images], desc="predict", unit="image", disable=len(images) < 2):
         image = read_rgb(path)

@@ -57,8 +57,10 @@ def replay(
     engine: str | Path | None = None,
     steps: int | None = None,
     progress: bool = True,
+    flip_average: bool = False,
 ) -> ReplayResult:
-    """Replay ``bags`` into ``out/replay`` (MCAP) and ``out/report.json``; returns the result."""
+    """Replay ``bags`` into ``out/replay`` (MCAP) and ``out/report.json``; returns the result. ``flip_average`` as in
+    :class:`~vb_perception.pipeline.Perception` (the node's ``flip_average`` parameter)."""
     from tqdm import tqdm
 
     from vb_perception.offline.bags import BagError, find_cameras, iter_frames, open_bags
@@ -81,7 +83,9 @@ def replay(
     out_dir.mkdir(parents=True, exist_ok=True)
     seg = [p for p in prompts if p.strip()]
     prompt_set = PromptSet.build(["depth", "normals"], seg, instances_class)  # every prompt checked before compute
-    pipe = Perception(model_dir, backend=backend, engine=engine, steps=steps, normals_frame="optical")
+    pipe = Perception(
+        model_dir, backend=backend, engine=engine, steps=steps, normals_frame="optical", flip_average=flip_average
+    )
     m = msg_types()
     result = ReplayResult(out_dir, out_dir / "replay")
     per_camera: dict[str, list[dict[str, float]]] = {}

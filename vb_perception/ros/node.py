@@ -50,6 +50,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "engine": ("", "the .onnx / .engine file for onnxruntime / tensorrt ('' = the `vb-perception export` default)"),
     "device": ("cpu", "torch device (cpu, cuda)"),
     "steps": (0, "sampling steps (0 = the model's default)"),
+    "flip_average": (False, "average depth and normals with their generation from the mirrored image (2x their work)"),
     "publish.depth": (True, "depth/image (32FC1 metres, NaN invalid) and depth/camera_info"),
     "publish.normals": (True, "normals/image (32FC3, optical frame) and normals/visualization (rgb8)"),
     "publish.points": (True, "points (PointCloud2, optical frame); needs camera_info"),
@@ -109,6 +110,7 @@ class PerceptionNode(Node):
                 backend=p("backend"),
                 engine=p("engine") or None,
                 normals_frame="optical",
+                flip_average=p("flip_average"),
             )
         self.pipe = pipeline
         self.add_on_set_parameters_callback(self._on_parameters)
@@ -177,6 +179,8 @@ class PerceptionNode(Node):
                 return SetParametersResult(successful=False, reason=str(exc))
             self.prompts = prompts
             self._publish_classes()
+        if "flip_average" in new:  # from the next frame on
+            self.pipe.flip_average = bool(new["flip_average"])
         return SetParametersResult(successful=True)
 
     def _on_prompt(self, msg: Any) -> None:

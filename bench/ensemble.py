@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""What averaging several generations buys for depth and normals: a horizontal flip, several noise seeds, both.
+
+Usage:
+    python bench/ensemble.py [--model DIR] [--data out/heldout64] [--n 100]
+
+Runs the model (default: the bundled one) on the held-out split (``vb-perception synth --heldout``) with the
+samples' focal lengths, as ``eval`` does, and prints a markdown table: members per frame, δ1, AbsRel, RMSE, normals
+mean and median angle. Depth members are averaged in log depth, normals as vectors (renormalised); a flipped
+member is flipped back (normals' x negated).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+
+import numpy as np
+from numpy.typing import NDArray
+from tqdm import tqdm
+
+VARIANTS = {  # name: (members, [(flip, seed offset), ...])
+    "one generation": [(False, 0)],
+    "+ flip": [(False, 0), (True, 0)],
+    "2 seeds": [(False, 0), (False, 1)],
+    "4 seeds": [(False, 0), (False, 1), (False, 2), (False, 3)],
+    "2 seeds x flip": [(False, 0), (True, 0), (False, 1), (True, 1)],
+}
+
+
+def _unit(v: NDArray[np.float32]) -> NDArray[np.float32]:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def main() -> None:
+    from vb_perception.offline.cache import SampleCache
+    from vb_perception.offline.metrics import depth_metrics, normal_metrics, summarize
+    from vb_perception.pipeline import Perception
+    from vb_perception.prompts import DepthSpec, render_prompt
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default=None, help="model folder (default: the bundled model)")
+    ap.add_argument("--data", default="out/heldout64", help="held-out samples (vb-perception synth --heldout)")
+    ap.add_argument("--n", type=int, default=100)
+    args = ap.parse_args()
+    pipe = Perception(args.model)
+    cache = SampleCache(args.data)
+    rows: dict[str, tuple[list[dict[str, float]], list[dict[str, float]]]] = {k: ([], []) for k in VARIANTS}
+    needed = sorted({m for members in VARIANTS.values() for m in members})
+    for i in tqdm(range(min(args.n, len(cache))), desc="ensembles", unit="sample"):
+        s = cache[i]
+        prompts = [render_prompt(DepthSpec(), rng=random.Random(f"eval/{i}")), "Surface normals"]
+        out = {}
+        for flip, seed in needed:
+            image = np.ascontiguousarray(s.rgb[:, ::-1]) if flip else s.rgb
+            depth, normals = pipe(image, prompts, seed=i + 100_000 * seed, fx_px=float(s.k[0, 0]))
+            d, n = depth.depth_m, normals.normals
+            if flip:
+                d, n = d[:, ::-1], n[:, ::-1] * np.array([-1.0, 1.0, 1.0], np.float32)
+            out[flip, seed] = (d, n)
+        for name, members in VARIANTS.items():
+            d = np.exp(np.mean([np.log(out[m][0]) for m in members], axis=0)).astype(np.float32)
+            n = _unit(np.sum([out[m][1] for m in members], axis=0)).astype(np.float32)
+            rows[name][0].append(depth_metrics(d, s.depth_m))
+            rows[name][1].append(normal_metrics(n, s.normals))
+    print(
+        f"| generations per frame ({pipe.model_version}, {min(args.n, len(cache))} held-out samples) | calls | "
+        "δ1 | AbsRel | RMSE (m) | normals mean / median |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, (dr, nr) in rows.items():
+        d, n = summarize(dr), summarize(nr)
+        print(
+            f"| {name} | {len(VARIANTS[name])} | {d['delta1']:.3f} | {d['abs_rel']:.3f} | {d['rmse_m']:.2f} | "
+            f"{n['mean_deg']:.2f}° / {n['median_deg']:.2f}° |"
+        )
+
+
+if __name__ == "__main__":
+    main()
