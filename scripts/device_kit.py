@@ -199,14 +199,16 @@ def pick(bench: Path, batch: int, lr: float, workers: int, train_s: float) -> di
     as ``--set`` overrides of a config that trains at ``batch`` with ``lr`` and ``workers`` batch workers: {} when the
     bench left no rows, or when the config's own setting wins.
 
-    A setting's rate is its batch over the slower of its step without data and its data time shared by the workers;
+    A setting's rate is its batch over the slower of its step without data (as training runs it: the parts not
+    synchronized one by one, where the bench measured that) and its data time shared by the workers;
     a compiled one loses its warm-up (the compilation) from ``train_s``. The lr follows the batch by its fourth
     root (a square-root rule for Adam, halved in the exponent: a run from a trained model, no time to find out)."""
     rows = [json.loads(line) for line in bench.read_text().splitlines() if line.strip()] if bench.is_file() else []
     best: tuple[float, dict[str, object]] | None = None
     for r in rows:
         ms = r["parts_ms"]
-        step_ms = max(sum(v for k, v in ms.items() if k != "data"), ms["data"] / max(workers, 1))
+        compute_ms = r.get("pipelined_step_ms") or sum(v for k, v in ms.items() if k != "data")
+        step_ms = max(compute_ms, ms["data"] / max(workers, 1))
         lost_s = r["warmup_s"] if r["compile"] else 0.0
         examples = r["batch"] / step_ms * 1000.0 * max(0.0, train_s - lost_s)
         print(

@@ -94,6 +94,16 @@ def test_pick_without_bench_rows_keeps_the_config(tmp_path: Path) -> None:
     assert kit.pick(tmp_path / "empty.jsonl", batch=64, lr=3e-4, workers=14, train_s=420) == {}
 
 
+def test_pick_prefers_the_step_time_measured_as_training_runs(tmp_path: Path) -> None:
+    import json
+
+    # summed part by part, batch 256 looks slower per example; measured without the per-part syncs, it is faster
+    rows = [json.loads(_bench_row(64, 100, 100)), json.loads(_bench_row(256, 500, 400))]
+    rows[0]["pipelined_step_ms"], rows[1]["pipelined_step_ms"] = 90.0, 200.0
+    (tmp_path / "bench.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert kit.pick(tmp_path / "bench.jsonl", batch=64, lr=3e-4, workers=14, train_s=420)["train.batch_size"] == 256
+
+
 def test_pick_prints_set_arguments_the_tune_command_takes(tmp_path: Path) -> None:
 
     from vb_perception.cli import _overrides
