@@ -3,7 +3,9 @@
 # config/tune/vb-mini2-gpu.yaml. TRAIN_S (default 420) bounds the training, whose last DECAY_S (default 40 % of it)
 # cool the lr down to zero; the whole command fits in ~9 minutes. BENCH=1 first runs bench/train_step.py on the GPU
 # (batch 64 and 256 eager, 256 compiled: about 2-4 minutes) and trains at the setting that gives the most examples
-# in TRAIN_S (scripts/device_kit.py pick); arguments after the script's name still override it.
+# in TRAIN_S (scripts/device_kit.py pick); arguments after the script's name still override it. With the bench, keep
+# TRAIN_S near 270 so the command stays inside the device's 10 minutes; its log says what was picked, for a second
+# run without the bench.
 # Returns under $OUT: model/ (fp16 shards under 16 MiB + config.json), metrics.csv, panel.png, log.txt.
 # CONFIG and RUN (the tune config and run folder) and VB_PERCEPTION_TEXT_ENCODER (a MiniLM folder instead of the
 # kit's) let test/test_device_kit.py run it here on the tiny config.
