@@ -7,7 +7,9 @@ Usage:
 Runs the model (default: the bundled one) on the held-out split (``vb-perception synth --heldout``) with the
 samples' focal lengths, as ``eval`` does, and prints a markdown table: members per frame, δ1, AbsRel, RMSE, normals
 mean and median angle. Depth members are averaged in log depth, normals as vectors (renormalised); a flipped
-member is flipped back (normals' x negated).
+member is flipped back (normals' x negated). Then whether the mirror pair's disagreement (per-pixel log depth
+difference) could serve as an uncertainty: its rank correlation with the averaged depth's relative error, and AbsRel
+after dropping the most uncertain pixels, against an oracle that drops the worst.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from tqdm import tqdm
 
 VARIANTS = {  # name: (members, [(flip, seed offset), ...])
     "one generation": [(False, 0)],
-    "+ flip": [(False, 0), (True, 0)],
+    "+ mirrored": [(False, 0), (True, 0)],
     "2 seeds": [(False, 0), (False, 1)],
     "4 seeds": [(False, 0), (False, 1), (False, 2), (False, 3)],
-    "2 seeds x flip": [(False, 0), (True, 0), (False, 1), (True, 1)],
+    "2 seeds x mirrored": [(False, 0), (True, 0), (False, 1), (True, 1)],
 }
 
 
@@ -47,6 +49,7 @@ def main() -> None:
     cache = SampleCache(args.data)
     rows: dict[str, tuple[list[dict[str, float]], list[dict[str, float]]]] = {k: ([], []) for k in VARIANTS}
     needed = sorted({m for members in VARIANTS.values() for m in members})
+    spread, error = [], []  # per pixel: the mirror pair's |log d - log d'|, the averaged depth's relative error
     for i in tqdm(range(min(args.n, len(cache))), desc="ensembles", unit="sample"):
         s = cache[i]
         prompts = [render_prompt(DepthSpec(), rng=random.Random(f"eval/{i}")), "Surface normals"]
@@ -58,6 +61,10 @@ def main() -> None:
             if flip:
                 d, n = d[:, ::-1], n[:, ::-1] * np.array([-1.0, 1.0, 1.0], np.float32)
             out[flip, seed] = (d, n)
+        pair = np.sqrt(out[False, 0][0] * out[True, 0][0])
+        ok = np.isfinite(s.depth_m) & (s.depth_m > 0) & np.isfinite(pair)
+        spread.append(np.abs(np.log(out[False, 0][0]) - np.log(out[True, 0][0]))[ok])
+        error.append((np.abs(pair - s.depth_m) / s.depth_m)[ok])
         for name, members in VARIANTS.items():
             d = np.exp(np.mean([np.log(out[m][0]) for m in members], axis=0)).astype(np.float32)
             n = _unit(np.sum([out[m][1] for m in members], axis=0)).astype(np.float32)
@@ -74,6 +81,23 @@ def main() -> None:
             f"| {name} | {len(VARIANTS[name])} | {d['delta1']:.3f} | {d['abs_rel']:.3f} | {d['rmse_m']:.2f} | "
             f"{n['mean_deg']:.2f}° / {n['median_deg']:.2f}° |"
         )
+    _uncertainty(np.concatenate(spread), np.concatenate(error))
+
+
+def _ranks(x: NDArray[np.floating]) -> NDArray[np.float64]:
+    return np.argsort(np.argsort(x)).astype(np.float64)
+
+
+def _uncertainty(spread: NDArray[np.floating], error: NDArray[np.floating]) -> None:
+    """The mirror disagreement as an uncertainty: Spearman correlation and a sparsification table."""
+    rho = float(np.corrcoef(_ranks(spread), _ranks(error))[0, 1])
+    print(f"\nmirror disagreement vs relative error ({error.size} pixels): Spearman {rho:.2f}\n")
+    print("| pixels dropped | AbsRel, most disagreeing dropped | oracle (worst dropped) |")
+    print("|---:|---:|---:|")
+    for frac in (0.0, 0.1, 0.2, 0.5):
+        keep = int(error.size * (1.0 - frac))
+        by_spread = error[np.argsort(spread, kind="stable")][:keep].mean()
+        print(f"| {frac:.0%} | {by_spread:.3f} | {np.sort(error)[:keep].mean():.3f} |")
 
 
 if __name__ == "__main__":

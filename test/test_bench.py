@@ -61,3 +61,22 @@ def test_train_step_bench_writes_json_rows_the_device_pick_reads(tmp_path: Path)
     spec.loader.exec_module(kit)
     chosen = kit.pick(out, batch=2, lr=1e-3, workers=1, train_s=60)
     assert chosen in ({}, {"train.batch_size": 3, "train.compile": False, "train.lr": float(f"{1e-3 * 1.5**0.25:.3g}")})
+
+
+def test_ensemble_bench_prints_every_variant_and_the_uncertainty_check(tmp_path: Path) -> None:
+    pytest.importorskip("open3d", reason="the bench reads synthetic samples")
+    import torch
+    from tiny_models import TINY
+
+    from vb_perception.model.generator import VBGenerator
+    from vb_perception.offline.synth.dataset import SynthConfig, write_dataset
+
+    torch.manual_seed(0)
+    model = VBGenerator(TINY).save_pretrained(tmp_path / "tiny")
+    write_dataset(SynthConfig(res_px=32, seed=777), 2, tmp_path / "data", workers=1, progress=False)
+    cmd = [sys.executable, str(REPO / "bench" / "ensemble.py"), "--model", str(model), "--data", str(tmp_path / "data")]
+    done = subprocess.run([*cmd, "--n", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [line.split("|")[1].strip() for line in done.stdout.splitlines() if line.startswith("| ")]
+    assert {"one generation", "+ mirrored", "2 seeds", "4 seeds", "2 seeds x mirrored"} <= set(rows)
+    assert "Spearman" in done.stdout and {"0%", "20%"} <= set(rows)
