@@ -1,17 +1,18 @@
 #!/bin/bash
 # Train the bundled model on a lent GPU machine (the device tool's `run`, with carry [".device"]); see
-# config/tune/vb-mini2-gpu.yaml. TRAIN_S (default 420) bounds the training, whose last DECAY_S (default 40 % of it)
-# cool the lr down to zero; the whole command fits in ~9 minutes. BENCH=1 first runs bench/train_step.py on the GPU
-# (batch 64 and 256 eager, 256 compiled: about 2-4 minutes) and trains at the setting that gives the most examples
-# in TRAIN_S (scripts/device_kit.py pick); arguments after the script's name still override it. With the bench, keep
-# TRAIN_S near 270 so the command stays inside the device's 10 minutes; its log says what was picked, for a second
-# run without the bench.
+# config/tune/vb-mini2-gpu.yaml. BENCH=1 (the default) first runs bench/train_step.py on the GPU (batch 64 and 256
+# eager, 256 compiled: about 2-4 minutes) and trains at the setting that gives the most examples in TRAIN_S
+# (scripts/device_kit.py pick; its log says what was picked); arguments after the script's name still override it.
+# TRAIN_S (default 270 with the bench, 420 without) bounds the training, whose last DECAY_S (default 40 % of it) cool
+# the lr down to zero; the whole command fits in ~9 minutes. A second run in the same lease: BENCH=0 and the picked
+# --set arguments.
 # Returns under $OUT: model/ (fp16 shards under 16 MiB + config.json), metrics.csv, panel.png, log.txt.
 # CONFIG and RUN (the tune config and run folder) and VB_PERCEPTION_TEXT_ENCODER (a MiniLM folder instead of the
 # kit's) let test/test_device_kit.py run it here on the tiny config.
 set -euo pipefail
 OUT=${OUT:-out/device}
-TRAIN_S=${TRAIN_S:-420}
+BENCH=${BENCH:-1}
+TRAIN_S=${TRAIN_S:-$([ "$BENCH" = 1 ] && echo 270 || echo 420)}
 DECAY_S=${DECAY_S:-$((TRAIN_S * 2 / 5))}
 mkdir -p "$OUT/model"
 exec > >(tee "$OUT/log.txt") 2>&1
@@ -26,7 +27,7 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 CONFIG=${CONFIG:-config/tune/vb-mini2-gpu.yaml}
 RUN=${RUN:-out/runs/vb-mini2-gpu}
 PICKED=""
-if [ "${BENCH:-0}" = 1 ]; then  # where a step's time goes on this GPU, then train at the fastest setting it found
+if [ "$BENCH" = 1 ]; then  # where a step's time goes on this GPU, then train at the fastest setting it found
   bench=(bench/train_step.py --config "$CONFIG" --device cuda --bf16 --threads 4 --data-threads 1 --steps 8 \
     --json /tmp/bench.jsonl)
   "$PY" "${bench[@]}" --batch 64 256 || echo "bench exited with $?"
