@@ -46,3 +46,32 @@ def test_a_segment_keeps_the_device_its_run_trained_on() -> None:
     notes = bundle.merged_notes(FIRST, gpu, "vb-mini2-gpu1", "on a GPU")
     assert "device" not in notes["segments"][0]  # the first run predates the record: the CPU
     assert notes["segments"][-1]["device"] == "NVIDIA H200"
+
+
+def test_a_model_whose_int8_copy_drifts_is_not_bundled(tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    import pytest
+
+    bundled = (Path(__file__).resolve().parents[1] / "models" / "vb-mini" / "config.json").read_bytes()
+    monkeypatch.setattr(bundle, "int8_drift", lambda model: {"focal length given": 0.02, "no focal length": 0.17})
+    monkeypatch.setattr(sys, "argv", ["bundle.py", str(tmp_path), "--segment", "soup"])
+    with pytest.raises(SystemExit, match="not bundled: the int8 copy drifts more than 5%"):
+        bundle.main()
+    assert (Path(__file__).resolve().parents[1] / "models" / "vb-mini" / "config.json").read_bytes() == bundled
+
+
+def test_int8_drift_measures_both_camera_cases(tmp_path: Path) -> None:
+    import pytest
+
+    torch = pytest.importorskip("torch", reason="export needs torch")
+    pytest.importorskip("onnxruntime", reason="the check runs ONNX Runtime")
+    from tiny_models import TINY
+
+    from vb_perception.model.generator import VBGenerator
+
+    torch.manual_seed(0)
+    model = VBGenerator(TINY).save_pretrained(tmp_path / "tiny")
+    drift = bundle.int8_drift(model)
+    assert set(drift) == {"focal length given", "no focal length"}
+    assert all(0.0 <= v < float("inf") for v in drift.values())
