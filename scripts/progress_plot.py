@@ -47,7 +47,8 @@ def _git(root: Path, *args: str) -> str:
 
 def history(root: Path = Path(".")) -> list[Point]:
     """One point per bundled version (its first commit) in the git checkout ``root``, oldest first; commits without
-    a held-out report are skipped."""
+    a held-out report are skipped. A commit that brings back an earlier version (a bundle undone) drops the versions
+    bundled after it: they are no longer in the bundle's lineage."""
     points: dict[str, Point] = {}
     for commit in reversed(_git(root, "log", "--format=%H", "--", f"{BUNDLE}/eval_heldout.json").split()):
         try:
@@ -56,7 +57,11 @@ def history(root: Path = Path(".")) -> list[Point]:
         except (subprocess.CalledProcessError, json.JSONDecodeError):
             continue
         version, notes = config.get("model_version", "?"), config.get("notes", {})
-        if version in points or report.get("steps", 1) != 1 or "train_wall_s" not in notes:
+        if version in points:  # the same bundle again (new reports), or an earlier one back: later ones undone
+            kept = list(points)[: list(points).index(version) + 1]
+            points = {v: points[v] for v in kept}
+            continue
+        if report.get("steps", 1) != 1 or "train_wall_s" not in notes:
             continue
         values = {}
         for title, (group, key), _, _ in METRICS:
