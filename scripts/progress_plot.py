@@ -58,8 +58,8 @@ def history(root: Path = Path(".")) -> list[Point]:
             continue
         version, notes = config.get("model_version", "?"), config.get("notes", {})
         if version in points:  # the same bundle again (new reports), or an earlier one back: later ones undone
-            kept = list(points)[: list(points).index(version) + 1]
-            points = {v: points[v] for v in kept}
+            versions = list(points)
+            points = {v: points[v] for v in versions[: versions.index(version) + 1]}
             continue
         if report.get("steps", 1) != 1 or "train_wall_s" not in notes:
             continue
