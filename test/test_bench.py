@@ -75,8 +75,11 @@ def test_ensemble_bench_prints_every_variant_and_the_uncertainty_check(tmp_path:
     model = VBGenerator(TINY).save_pretrained(tmp_path / "tiny")
     write_dataset(SynthConfig(res_px=32, seed=777), 2, tmp_path / "data", workers=1, progress=False)
     cmd = [sys.executable, str(REPO / "bench" / "ensemble.py"), "--model", str(model), "--data", str(tmp_path / "data")]
-    done = subprocess.run([*cmd, "--n", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [*cmd, "--n", "2", "--repeat", "1"], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     rows = [line.split("|")[1].strip() for line in done.stdout.splitlines() if line.startswith("| ")]
     assert {"one generation", "+ mirrored", "2 seeds", "4 seeds", "2 seeds x mirrored"} <= set(rows)
     assert "Spearman" in done.stdout and {"0%", "20%"} <= set(rows)
+    assert {"one generation", "+ mirrored, a second call", "+ mirrored, same batch (`flip_average`)"} <= set(rows)

@@ -42,6 +42,7 @@ def test_predict_with_the_bundled_model_writes_metric_depth(tmp_path: Path, tum_
 
 
 def test_flip_average_mirrors_back_and_averages_depth_and_normals(tum_frame: tuple[np.ndarray, ...]) -> None:
+    from vb_perception.codecs import mirror_normals
     from vb_perception.pipeline import Perception
 
     rgb = np.ascontiguousarray(tum_frame[0][::6, ::6][8:72, :80])  # the processing size itself: no resampling
@@ -49,15 +50,27 @@ def test_flip_average_mirrors_back_and_averages_depth_and_normals(tum_frame: tup
     prompts = ["Generate a metric depth map", "surface normals", '{"floor": "red"}']
     plain, mirrored = Perception(), Perception()
     d0, n0, s0 = plain(rgb, prompts, fx_px=fx_px)
-    d1, n1 = mirrored(rgb[:, ::-1].copy(), prompts[:2], fx_px=fx_px)  # as flip_average runs it: depth and normals
-    back = n1.normals[:, ::-1] * np.array([-1.0, 1.0, 1.0], np.float32)
+    d1, n1 = mirrored(rgb[:, ::-1].copy(), prompts[:2], fx_px=fx_px)  # the same prompts and start noise, mirrored
+    back = mirror_normals(n1.normals)
     # the mirrored image's normals, mirrored back with x negated, agree with the plain ones; without the sign, not
     cos = np.sum(back * n0.normals, -1)
     wrong = np.sum(n1.normals[:, ::-1] * n0.normals, -1)
     assert np.nanmean(cos) > 0.8 and np.nanmean(cos) > np.nanmean(wrong) + 0.05
+    # flip_average runs those mirrored prompts as extra rows of the same batch: the same answer as the separate call
+    # but for float rounding in a batch of another size (a generated pixel may land one 8-bit level away)
     both = Perception(flip_average=True)(rgb, prompts, fx_px=fx_px)
-    np.testing.assert_allclose(both[0].depth_m, np.sqrt(d0.depth_m * d1.depth_m[:, ::-1]), rtol=1e-5)
-    expected = n0.normals + back
-    expected /= np.linalg.norm(expected, axis=-1, keepdims=True)
-    np.testing.assert_allclose(both[1].normals, expected, atol=1e-5)
+    depth = np.sqrt(d0.depth_m * d1.depth_m[:, ::-1])
+    assert np.mean(np.isclose(both[0].depth_m, depth, rtol=1e-5, equal_nan=True)) > 0.99
+    np.testing.assert_allclose(both[0].depth_m, depth, rtol=0.02)
+    normals = n0.normals + back
+    normals /= np.linalg.norm(normals, axis=-1, keepdims=True)
+    assert np.mean(np.all(np.isclose(both[1].normals, normals, atol=1e-5, equal_nan=True), -1)) > 0.99
+    np.testing.assert_allclose(both[1].normals, normals, atol=0.02)
     assert np.array_equal(both[2].labels, s0.labels)  # segmentation is not averaged
+    # and one model call, not two
+    calls = []
+    pipe = Perception(flip_average=True)
+    original = pipe.model.sample  # type: ignore[union-attr]
+    pipe.model.sample = lambda x, *a, **k: calls.append(x.shape[0]) or original(x, *a, **k)  # type: ignore[union-attr]
+    pipe(rgb, prompts, fx_px=fx_px)
+    assert calls == [5]  # 3 prompts + depth and normals mirrored

@@ -57,6 +57,18 @@ def test_optical_frame_flips_y_and_z_and_is_its_own_inverse() -> None:
     np.testing.assert_array_equal(N.optical_to_camera(N.camera_to_optical(v)), v)
 
 
+@given(arrays(np.float32, (3, 4, 3), elements=st.floats(-1, 1, width=32)))
+def test_mirroring_reverses_columns_negates_x_and_is_its_own_inverse(n: np.ndarray) -> None:
+    m = N.mirror_normals(n)
+    np.testing.assert_array_equal(m[:, 0], n[:, -1] * np.array([-1, 1, 1], np.float32))
+    np.testing.assert_array_equal(N.mirror_normals(m), n)
+    # a wall facing left, seen in a mirror, faces right
+    left = np.tile(np.array([-1.0, 0.0, 0.0], np.float32), (2, 2, 1))
+    assert N.mirror_normals(left)[0, 0].tolist() == [1.0, 0.0, 0.0]
+    with pytest.raises(CodecError, match="HxWx3"):
+        N.mirror_normals(n[0])
+
+
 def test_bad_inputs_raise_codec_errors() -> None:
     with pytest.raises(CodecError, match=r"shape \(\.\.\., 3\)"):
         N.encode_normals(np.zeros((4, 2), np.float32))

@@ -115,6 +115,18 @@ def test_forward_sample_and_seeds(text: TextEncoder) -> None:
     assert (a[0] - a[3]).abs().mean() > 1e-4
 
 
+def test_rows_can_share_a_noise_draw() -> None:
+    from vb_perception.model.base import draw_noise
+
+    plain = draw_noise((3, 2, 4, 4), torch.Generator().manual_seed(5))
+    shared = draw_noise((5, 2, 4, 4), torch.Generator().manual_seed(5), [0, 1, 2, 0, 2])
+    torch.testing.assert_close(shared[:3], plain)  # rows 0-2 as three rows of their own
+    torch.testing.assert_close(shared[3], plain[0])
+    torch.testing.assert_close(shared[4], plain[2])
+    with pytest.raises(ValueError, match="one draw index"):
+        draw_noise((2, 3), None, [0])
+
+
 def test_save_and_load_roundtrip_in_fp16_safetensors(tmp_path: Path) -> None:
     model = VBGenerator(replace(TINY, model_version="test-1"))
     folder = model.save_pretrained(tmp_path / "m")

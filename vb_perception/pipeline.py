@@ -6,8 +6,8 @@
 
 Steps: (1) parse every prompt (errors before any compute), (2) resize the image to the model's processing size,
 (3) generate all targets in one batch, (4) decode each with the codecs and (5) resample to the input resolution.
-With ``flip_average``, depth and normals are also generated from the mirrored image and the two are averaged
-(README: averaging generations).
+With ``flip_average``, depth and normals are also generated from the mirrored image, in the same batch, and the two
+are averaged (README: averaging generations).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vb_perception.codecs import decode_depth, decode_instances, decode_normals, decode_semantic
-from vb_perception.codecs.normals import camera_to_optical
+from vb_perception.codecs.normals import camera_to_optical, mirror_normals
 from vb_perception.errors import VbPerceptionError
 from vb_perception.prompts import (
     DepthSpec,
@@ -173,8 +173,8 @@ class Perception:
         """``backend``: ``torch`` runs the model folder; ``onnxruntime`` / ``tensorrt`` run ``engine`` (default: the
         export of this model and step count made by ``vb-perception export``). ``normals_frame``: ``camera`` (the
         paper's) or ``optical`` (ROS), converted before upsampling, where it is cheap. ``flip_average``: depth and
-        normals averaged with their generation from the mirrored image (a second model call for those prompts;
-        held-out normals 14.0° -> 13.4°, RMSE 2.85 -> 2.28 m on the bundled model)."""
+        normals averaged with their generation from the mirrored image (more rows in the same batched call, each
+        from its prompt's start noise; held-out normals 14.0° -> 13.4°, RMSE 2.85 -> 2.28 m on the bundled model)."""
         if normals_frame not in ("camera", "optical"):
             raise VbPerceptionError(f"normals_frame must be 'camera' or 'optical', not {normals_frame!r}")
         self.normals_frame = normals_frame
@@ -236,18 +236,25 @@ class Perception:
         prompts: Sequence[str],
         seed: int = 0,
         fx_px: float | None = None,
+        mirror_of: Sequence[int] = (),
     ) -> NDArray[np.uint8]:
         """Raw generated RGB ``[N, h, w, 3]`` at the processing size, one per prompt, in one batched call.
         ``fx_px``: the image's focal length in pixels (camera_info K[0]), for models with focal conditioning; other
-        models ignore it, and None means unknown."""
+        models ignore it, and None means unknown. ``mirror_of``: prompt indices also run on the mirrored image, in
+        the same call, each from its prompt's start noise; their generations (still mirrored) follow the N."""
         import torch
 
+        from vb_perception.model.base import draw_noise
         from vb_perception.model.conditioning import batch_tokens, focal_ratio, tokens_for
 
         focal = focal_ratio(fx_px, image.shape[0], image.shape[1])  # checked even where the model ignores it
         focal = focal if self.uses_focal else None
         h, w = processing_size(image.shape[0], image.shape[1], self.resolution_px, self.size_multiple)
-        x = network_image(image, h, w, len(specs), self.device)
+        rows = list(range(len(specs))) + list(mirror_of)
+        specs, prompts = [specs[i] for i in rows], [prompts[i] for i in rows]
+        x = network_image(image, h, w, len(rows), self.device)
+        if mirror_of:  # resizing commutes with the mirror: flip the network image's rows for the mirrored prompts
+            x = torch.cat([x[: len(rows) - len(mirror_of)], x[len(rows) - len(mirror_of) :].flip(-1)])
         key = (*prompts, None if focal is None else round(focal, 4))
         cond = self._cond_cache.get(key)
         if cond is None:
@@ -261,30 +268,14 @@ class Perception:
             self._cond_cache[key] = cond
         gen = torch.Generator(device=self.device).manual_seed(seed)
         if self.model is not None:
-            out = self.model.sample(x, cond, steps=self.steps, generator=gen)  # type: ignore[arg-type]
+            out = self.model.sample(x, cond, steps=self.steps, generator=gen, noise_index=rows)  # type: ignore[arg-type]
         else:
             assert self.backend is not None
-            noise = torch.randn(x.shape, generator=gen, device=self.device, dtype=x.dtype)
+            noise = draw_noise(x.shape, gen, rows, self.device, x.dtype)
             tensors = [x.contiguous(), noise] + list(cond)
             feeds = {t.name: v.cpu().numpy() for t, v in zip(self.backend.inputs, tensors)}
             out = torch.from_numpy(self.backend.infer(feeds)["rgb"])
         return ((out.permute(0, 2, 3, 1).cpu().numpy() + 1.0) * 127.5).round().clip(0, 255).astype(np.uint8)
-
-    def _mirrored(
-        self,
-        image: NDArray[np.uint8],
-        specs: Sequence[TaskSpec],
-        prompts: Sequence[str],
-        seed: int,
-        fx_px: float | None,
-    ) -> dict[int, NDArray[np.uint8]]:
-        """The depth and normals prompts' generations from the mirrored image (still mirrored), by prompt index."""
-        which = [i for i, s in enumerate(specs) if isinstance(s, (DepthSpec, NormalsSpec))]
-        if not which:
-            return {}
-        flipped = np.ascontiguousarray(image[:, ::-1])  # the focal length stays: a mirror keeps the camera
-        out = self.generate(flipped, [specs[i] for i in which], [prompts[i] for i in which], seed, fx_px)
-        return dict(zip(which, out))
 
     def __call__(
         self, image: NDArray[np.uint8], prompts: Sequence[str], seed: int = 0, fx_px: float | None = None
@@ -294,8 +285,10 @@ class Perception:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise VbPerceptionError(f"image must be uint8 HxWx3 RGB, got {image.dtype} {image.shape}")
         specs = [parse_prompt(p) for p in prompts]  # 1. every prompt error before any compute
-        generated = self.generate(image, specs, prompts, seed, fx_px)  # 2-3. one batched call
-        mirrored = self._mirrored(image, specs, prompts, seed, fx_px) if self.flip_average else {}
+        # the depth and normals prompts again on the mirrored image, with flip_average
+        which = [i for i, s in enumerate(specs) if isinstance(s, (DepthSpec, NormalsSpec))] if self.flip_average else []
+        generated = self.generate(image, specs, prompts, seed, fx_px, mirror_of=which)  # 2-3. one batched call
+        mirrored = dict(zip(which, generated[len(specs) :]))  # still mirrored, by prompt index
         h, w = image.shape[:2]
         results: list[Result] = []
         for i, (prompt, spec, rgb) in enumerate(zip(prompts, specs, generated)):  # 4-5. decode, to input resolution
@@ -306,8 +299,8 @@ class Perception:
                 results.append(DepthResult(prompt, _resize_float(d, h, w), rgb))  # type: ignore[arg-type]
             elif isinstance(spec, NormalsSpec):
                 n = decode_normals(rgb)
-                if i in mirrored:  # mirrored back: x flips sign
-                    n = n + decode_normals(mirrored[i])[:, ::-1] * np.array([-1.0, 1.0, 1.0], np.float32)
+                if i in mirrored:  # mirrored back (x flips sign), then the mean direction
+                    n = n + mirror_normals(decode_normals(mirrored[i]))
                     n /= np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-6)
                 if self.normals_frame == "optical":
                     n = camera_to_optical(n)

@@ -13,7 +13,13 @@ from vb_perception.codecs.depth import (
     valid_depth_mask,
 )
 from vb_perception.codecs.masks import InstanceMasks, SemanticMasks, decode_instances, decode_semantic
-from vb_perception.codecs.normals import camera_to_optical, decode_normals, encode_normals, optical_to_camera
+from vb_perception.codecs.normals import (
+    camera_to_optical,
+    decode_normals,
+    encode_normals,
+    mirror_normals,
+    optical_to_camera,
+)
 
 __all__ = [
     "COLORMAPS",
@@ -31,6 +37,7 @@ __all__ = [
     "depth_to_curve",
     "encode_depth",
     "encode_normals",
+    "mirror_normals",
     "optical_to_camera",
     "rgb_to_curve",
     "valid_depth_mask",

@@ -83,6 +83,15 @@ def decode_normals(rgb: NDArray[np.generic], *, min_norm: float = MIN_DECODED_NO
     return map_rgb(rgb, decode_chunk, (3,), np.float32, "decode_normals")  # type: ignore[return-value]
 
 
+def mirror_normals(normals: NDArray[np.floating]) -> NDArray[np.float32]:
+    """The normals of the horizontally mirrored image (``HxWx3``, camera or optical frame): columns reversed and x
+    negated. Its own inverse, so it also takes a generation from the mirrored image back to the original one."""
+    n = _check_vectors(normals, "mirror_normals")
+    if n.ndim != 3:
+        raise CodecError(f"mirror_normals: expected an HxWx3 image of normals, got {n.shape}")
+    return n[:, ::-1] * np.array([-1.0, 1.0, 1.0], np.float32)
+
+
 def camera_to_optical(normals: NDArray[np.floating]) -> NDArray[np.float32]:
     """Paper camera frame (x right, y up, z towards viewer) to ROS optical frame (x right, y down, z forward)."""
     return _check_vectors(normals, "camera_to_optical") * _FLIP

@@ -8,12 +8,30 @@ the clean target (``prediction_type="sample"``). Subclasses implement ``forward`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["Generator"]
+__all__ = ["Generator", "draw_noise"]
+
+
+def draw_noise(
+    shape: Sequence[int],
+    generator: torch.Generator | None,
+    noise_index: Sequence[int] | None = None,
+    device: Any = None,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Start noise of ``shape`` ``[B, ...]``: row i is draw ``noise_index[i]`` of ``max(noise_index) + 1`` draws
+    (default: draw i of B), so several rows can start from the same noise."""
+    if noise_index is None:
+        return torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
+    if len(noise_index) != shape[0] or min(noise_index, default=0) < 0:
+        raise ValueError(f"noise_index needs one draw index >= 0 per row ({shape[0]}), got {list(noise_index)}")
+    draws = torch.randn((max(noise_index) + 1, *shape[1:]), generator=generator, device=device, dtype=dtype)
+    return draws[list(noise_index)]
 
 
 class Generator(nn.Module):
@@ -123,12 +141,14 @@ class Generator(nn.Module):
         cond: tuple[torch.Tensor, ...],
         steps: int | None = None,
         generator: torch.Generator | None = None,
+        noise_index: Sequence[int] | None = None,
     ) -> torch.Tensor:
         """Generate target RGB ``[B, 3, H, W]`` in [-1, 1] with ``steps`` DDIM steps (default: the model's).
 
-        Several seeds give several samples (a spread, for uncertainty)."""
+        Several seeds give several samples (a spread, for uncertainty). ``noise_index``: which of the generator's
+        noise draws each row starts from (default: row i from draw i), so rows can share one, e.g. an image and its
+        mirror in one batch start as the two would in calls of their own."""
         prepared = self.prepare_image(image)
-        shape = self.target_shape(prepared)
-        noise = torch.randn(shape, generator=generator, device=image.device, dtype=image.dtype)
+        noise = draw_noise(self.target_shape(prepared), generator, noise_index, image.device, image.dtype)
         pred = self.rollout(prepared, cond, steps or self.config.default_steps, noise)
         return self.from_target_space(pred).clamp(-1.0, 1.0)

@@ -50,7 +50,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "engine": ("", "the .onnx / .engine file for onnxruntime / tensorrt ('' = the `vb-perception export` default)"),
     "device": ("cpu", "torch device (cpu, cuda)"),
     "steps": (0, "sampling steps (0 = the model's default)"),
-    "flip_average": (False, "average depth and normals with their generation from the mirrored image (2x their work)"),
+    "flip_average": (False, "average depth and normals with their generation from the mirrored image (same batch)"),
     "publish.depth": (True, "depth/image (32FC1 metres, NaN invalid) and depth/camera_info"),
     "publish.normals": (True, "normals/image (32FC3, optical frame) and normals/visualization (rgb8)"),
     "publish.points": (True, "points (PointCloud2, optical frame); needs camera_info"),
