@@ -3,7 +3,11 @@
 
 Usage:
     python scripts/soup.py OUT MODEL=WEIGHT [MODEL=WEIGHT ...]
-    python scripts/soup.py out/snaps/soup models/vb-mini=0.5 out/snaps/a=0.25 out/snaps/b=0.25
+    python scripts/soup.py out/snaps/soup models/vb-mini=0.5 out/snaps/a=0.25 out/runs/b=0.25
+    python scripts/soup.py out/snaps/b-raw out/runs/b=1          # a run's raw weights as a model folder
+
+A MODEL is a model folder, or a run folder (``tune``'s ``run_dir``): then its raw weights at its last checkpoint,
+not the EMA its ``model/`` holds (a run that ends on a learning-rate cool-down is best taken raw).
 
 Runs that continue one model (here: CPU runs from the bundle) stay in one basin, so their average is a model too,
 and often better than each (Wortsman et al. 2022, "Model soups"). The weights must sum to 1; the average is taken
@@ -28,22 +32,32 @@ class SoupError(ValueError):
     pass
 
 
+def _files(member: Path) -> tuple[Path, Path]:
+    """(config.json, weights) of a model folder, or of a run folder: its raw weights at its last checkpoint."""
+    if (member / "checkpoint" / "model.safetensors").is_file() and (member / "model" / "config.json").is_file():
+        return member / "model" / "config.json", member / "checkpoint" / "model.safetensors"
+    if not (member / "config.json").is_file() or not (member / "model.safetensors").is_file():
+        raise SoupError(f"{member} is neither a model folder (config.json, model.safetensors) nor a tune run folder")
+    return member / "config.json", member / "model.safetensors"
+
+
 def soup(out: Path, members: list[tuple[Path, float]]) -> Path:
-    """Write the weighted average of ``members`` ((model folder, weight), weights summing to 1) to ``out``."""
-    if len(members) < 2:
-        raise SoupError("give two models or more: MODEL=WEIGHT ...")
+    """Write the weighted average of ``members`` ((model or run folder, weight), weights summing to 1) to ``out``."""
+    if not members:
+        raise SoupError("give one model or more: MODEL=WEIGHT ...")
     total = sum(w for _, w in members)
     if abs(total - 1.0) > 1e-6 or any(w < 0 for _, w in members):
         raise SoupError(f"the weights must be non-negative and sum to 1, not {total:g}")
-    configs = [json.loads((m / "config.json").read_text()) for m, _ in members]
+    files = [_files(m) for m, _ in members]
+    configs = [json.loads(c.read_text()) for c, _ in files]
     arch = [{k: v for k, v in c.items() if k not in _FREE} for c in configs]
     for (m, _), a in zip(members[1:], arch[1:]):
         if a != arch[0]:
             diff = sorted(k for k in set(a) | set(arch[0]) if a.get(k) != arch[0].get(k))
             raise SoupError(f"{m} is another architecture than {members[0][0]} (config differs in {diff})")
     average: dict = {}
-    for m, w in members:
-        state = load_file(m / "model.safetensors")
+    for (m, w), (_, weights) in zip(members, files):
+        state = load_file(weights)
         if average and state.keys() != average.keys():
             raise SoupError(f"{m}: its weights do not match {members[0][0]}'s")
         for k, v in state.items():
@@ -51,7 +65,8 @@ def soup(out: Path, members: list[tuple[Path, float]]) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in average.items()}, out / "model.safetensors")
     parts = [
-        {"model": str(m), "model_version": c.get("model_version"), "weight": w} for (m, w), c in zip(members, configs)
+        {"model": str(m), "model_version": c.get("model_version"), "weight": w, "raw": wt.parent.name == "checkpoint"}
+        for (m, w), c, (_, wt) in zip(members, configs, files)
     ]
     notes = {"run": "soup", "step": 0, "samples_seen": 0, "train_wall_s": 0, "soup": parts}
     (out / "config.json").write_text(json.dumps(configs[0] | {"notes": notes}, indent=2) + "\n")

@@ -56,3 +56,24 @@ def test_the_soup_refuses_other_architectures_and_bad_weights(tmp_path: Path) ->
     )
     assert done.returncode != 0 and "MODEL=WEIGHT" in done.stderr
     assert not (tmp_path / "x").exists()  # nothing written on bad input
+
+
+def test_a_run_folder_gives_its_raw_weights_not_its_ema(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from vb_perception.cli import main
+
+    tiny = REPO / "config" / "tune" / "tiny.yaml"
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    assert main(["tune", "--config", str(tiny), "--set", f"run_dir={run}", "--set", f"data.cache_dir={cache}"]) == 0
+    out = soup.soup(tmp_path / "raw", [(run, 1.0)])  # a soup of one run: its raw weights as a model folder
+    raw = load_file(run / "checkpoint" / "model.safetensors")
+    loaded = load_generator(out).state_dict()
+    for k, v in raw.items():
+        torch.testing.assert_close(loaded[k].float(), v.float())
+    ema = load_generator(run / "model").state_dict()
+    assert any(not torch.allclose(ema[k].float(), v.float()) for k, v in raw.items())  # not the EMA
+    notes = json.loads((out / "config.json").read_text())["notes"]
+    assert notes["soup"][0]["raw"] is True and notes["soup"][0]["model_version"].startswith("tiny@")
+    with pytest.raises(soup.SoupError, match="neither a model folder"):
+        soup.soup(tmp_path / "x", [(tmp_path / "cache", 1.0)])
