@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import random
+from typing import TYPE_CHECKING
 
 import numpy as np
 from _timing import median_ms
@@ -25,6 +26,9 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from vb_perception.codecs import mirror_normals
+
+if TYPE_CHECKING:
+    from vb_perception.pipeline import Perception
 
 VARIANTS = {  # name: (members, [(flip, seed offset), ...])
     "one generation": [(False, 0)],
@@ -108,7 +112,7 @@ def _uncertainty(spread: NDArray[np.floating], error: NDArray[np.floating]) -> N
         print(f"| {frac:.0%} | {by_spread:.3f} | {np.sort(error)[:keep].mean():.3f} |")
 
 
-def _latency(pipe: object, repeat: int) -> None:
+def _latency(pipe: Perception, repeat: int) -> None:
     """Per-frame latency: plain, the mirror as a second call, the mirror in the same batch (flip_average)."""
     import torch
 
@@ -119,15 +123,14 @@ def _latency(pipe: object, repeat: int) -> None:
     prompts = ["Generate a metric depth map", "Surface normals", '{"floor": "red", "chair": "blue"}']
     specs = [parse_prompt(p) for p in prompts]
     mirrored = np.ascontiguousarray(image[:, ::-1])
-    gen = pipe.generate  # type: ignore[attr-defined]
-    sync = torch.cuda.synchronize if pipe.device.type == "cuda" else None  # type: ignore[attr-defined]
+    gen = pipe.generate
+    sync = torch.cuda.synchronize if pipe.device.type == "cuda" else None
     rows = {
         "one generation": lambda: gen(image, specs, prompts),
         "+ mirrored, a second call": lambda: (gen(image, specs, prompts), gen(mirrored, specs[:2], prompts[:2])),
         "+ mirrored, same batch (`flip_average`)": lambda: gen(image, specs, prompts, mirror_of=[0, 1]),
     }
-    device = pipe.device  # type: ignore[attr-defined]
-    print(f"\n| generation per 640x480 frame, 3 prompts ({device}) | batch | latency (ms) |")
+    print(f"\n| generation per 640x480 frame, 3 prompts ({pipe.device}) | batch | latency (ms) |")
     print("|---|---:|---:|")
     for (name, fn), batch in zip(rows.items(), ("3", "3 + 2", "5")):
         print(f"| {name} | {batch} | {median_ms(fn, repeat, sync):.0f} |")
