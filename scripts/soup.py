@@ -13,7 +13,8 @@ Runs that continue one model (here: CPU runs from the bundle) stay in one basin,
 and often better than each (Wortsman et al. 2022, "Model soups"). The weights must sum to 1; the average is taken
 in fp32 and written in fp32 (bundling stores fp16). ``OUT/config.json`` is the first model's, its notes naming the
 members and adding no training of their own (``step`` 0): bundle the members' runs as segments first
-(``scripts/bundle.py OUT --segment NAME --also RUN=MODEL ...``).
+(``scripts/bundle.py OUT --segment NAME --also RUN=MODEL ...``). A soup of one keeps its member's notes (steps,
+examples, wall time), so a run's raw weights bundle as that run's segment.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ def soup(out: Path, members: list[tuple[Path, float]]) -> Path:
         for (m, w), c, (_, wt) in zip(members, configs, files)
     ]
     notes = {"run": "soup", "step": 0, "samples_seen": 0, "train_wall_s": 0, "soup": parts}
+    if len(members) == 1:  # a copy (a run's raw weights): its training is its own, to bundle as a segment
+        notes = configs[0].get("notes", {}) | {"soup": parts}
     (out / "config.json").write_text(json.dumps(configs[0] | {"notes": notes}, indent=2) + "\n")
     return out
 

@@ -75,5 +75,6 @@ def test_a_run_folder_gives_its_raw_weights_not_its_ema(tmp_path: Path) -> None:
     assert any(not torch.allclose(ema[k].float(), v.float()) for k, v in raw.items())  # not the EMA
     notes = json.loads((out / "config.json").read_text())["notes"]
     assert notes["soup"][0]["raw"] is True and notes["soup"][0]["model_version"].startswith("tiny@")
+    assert notes["step"] == 4 and notes["samples_seen"] > 0  # the run's own training, to bundle as its segment
     with pytest.raises(soup.SoupError, match="neither a model folder"):
         soup.soup(tmp_path / "x", [(tmp_path / "cache", 1.0)])
