@@ -174,7 +174,7 @@ class Perception:
         export of this model and step count made by ``vb-perception export``). ``normals_frame``: ``camera`` (the
         paper's) or ``optical`` (ROS), converted before upsampling, where it is cheap. ``flip_average``: depth and
         normals averaged with their generation from the mirrored image (more rows in the same batched call, each
-        from its prompt's start noise; held-out normals 14.0° -> 13.4°, RMSE 2.85 -> 2.28 m on vb-mini2@23061)."""
+        from its prompt's start noise; held-out normals 13.8° -> 13.2°, RMSE 2.82 -> 2.25 m on vb-mini2@24623)."""
         if normals_frame not in ("camera", "optical"):
             raise VbPerceptionError(f"normals_frame must be 'camera' or 'optical', not {normals_frame!r}")
         self.normals_frame = normals_frame
