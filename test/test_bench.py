@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from scripts_loader import load_script
 
 pytest.importorskip("diffusers", reason="the generator needs diffusers")
 
@@ -41,7 +42,6 @@ def test_train_step_bench_says_when_there_is_no_gpu(tmp_path: Path) -> None:
 
 
 def test_train_step_bench_writes_json_rows_the_device_pick_reads(tmp_path: Path) -> None:
-    import importlib.util
     import json
 
     out = tmp_path / "bench.jsonl"
@@ -55,10 +55,7 @@ def test_train_step_bench_writes_json_rows_the_device_pick_reads(tmp_path: Path)
         for r in rows
     )
     assert all(r["warmup_s"] > 0 and r["pipelined_step_ms"] > 0 for r in rows)
-    spec = importlib.util.spec_from_file_location("device_kit", REPO / "scripts" / "device_kit.py")
-    assert spec is not None and spec.loader is not None
-    kit = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(kit)
+    kit = load_script("device_kit")
     chosen = kit.pick(out, batch=2, lr=1e-3, workers=1, train_s=60)
     assert chosen in ({}, {"train.batch_size": 3, "train.compile": False, "train.lr": float(f"{1e-3 * 1.5**0.25:.3g}")})
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
+from scripts_loader import load_script
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bundle.py"
-spec = importlib.util.spec_from_file_location("bundle", SCRIPT)
-assert spec is not None and spec.loader is not None
-bundle = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bundle)
+bundle = load_script("bundle")
 
 FIRST = {"run": "vb-mini2", "step": 7400, "samples_seen": 118400, "train_wall_s": 14875, "continued": "dice at 1700"}
 

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+from scripts_loader import load_script
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "compare_evals.py"
-spec = importlib.util.spec_from_file_location("compare_evals", SCRIPT)
-assert spec is not None and spec.loader is not None
-compare = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(compare)
+compare = load_script("compare_evals")
 
 
 def _report(folder: Path, version: str, **parts: dict) -> Path:

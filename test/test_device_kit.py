@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from scripts_loader import load_script
 
 torch = pytest.importorskip("torch", reason="the kit needs torch")
 pytest.importorskip("diffusers", reason="the generator needs diffusers")
@@ -16,10 +16,7 @@ pytest.importorskip("diffusers", reason="the generator needs diffusers")
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "models" / "vb-mini"
 SCRIPT = REPO / "scripts" / "device_kit.py"
-spec = importlib.util.spec_from_file_location("device_kit", SCRIPT)
-assert spec is not None and spec.loader is not None
-kit = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(kit)
+kit = load_script("device_kit")
 
 PROMPTS = [
     "Generate a metric depth map.",

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scripts_loader import load_script
 
 from vb_perception.offline.evaluate import format_report
 
@@ -65,10 +66,8 @@ def test_eval_reproduces_the_heldout_table(tmp_path: Path) -> None:
 
 
 def test_the_progress_plot_ends_at_the_committed_bundle(tmp_path: Path) -> None:
-    import importlib.util
     import shutil
     import subprocess
-    import sys
 
     root = MODEL.parents[1]
     if shutil.which("git") is None or not (root / ".git").exists():
@@ -79,11 +78,7 @@ def test_the_progress_plot_ends_at_the_committed_bundle(tmp_path: Path) -> None:
     dirty = subprocess.run(["git", "status", "--porcelain", "models/vb-mini"], cwd=root, capture_output=True, text=True)
     if dirty.stdout.strip():
         pytest.skip("models/vb-mini has uncommitted changes; the plot shows committed bundles only")
-    spec = importlib.util.spec_from_file_location("progress_plot", root / "scripts" / "progress_plot.py")
-    assert spec is not None and spec.loader is not None
-    progress_plot = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = progress_plot  # its dataclass looks its module up there
-    spec.loader.exec_module(progress_plot)
+    progress_plot = load_script("progress_plot")
     points = progress_plot.history(root)
     progress_plot.plot(points, tmp_path / "p.png")
     config = json.loads((MODEL / "config.json").read_text())
@@ -94,15 +89,7 @@ def test_the_progress_plot_ends_at_the_committed_bundle(tmp_path: Path) -> None:
 
 
 def test_the_card_tells_cpu_and_gpu_training_apart() -> None:
-    import importlib.util
-    import sys
-
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("model_card", root / "scripts" / "model_card.py")
-    assert spec is not None and spec.loader is not None
-    card = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = card  # its dataclass looks its module up there
-    spec.loader.exec_module(card)
+    card = load_script("model_card")
     cpu_only = card.hardware_split({"step": 100, "samples_seen": 1600, "train_wall_s": 7200})
     assert cpu_only.gpu_steps == 0 and cpu_only.hardware_text == "2 CPU cores (x86_64), no GPU"
     assert cpu_only.time_text(2.0) == "2.0 h on 2 CPU cores"

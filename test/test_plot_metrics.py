@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from scripts_loader import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "plot_metrics.py"
-spec = importlib.util.spec_from_file_location("plot_metrics", SCRIPT)
-assert spec is not None and spec.loader is not None
-pm = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = pm
-spec.loader.exec_module(pm)
+pm = load_script("plot_metrics")
 
 HEADER = "step,loss,rgb,depth_curve,depth_log,normals_cos,seg_ce,lr,samples_per_s,elapsed_s\n"
 

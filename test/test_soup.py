@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="soups need torch")
 pytest.importorskip("diffusers", reason="the generator needs diffusers")
 
+from scripts_loader import load_script
 from tiny_models import TINY
 
 from vb_perception.model.generator import VBGenerator
@@ -21,10 +21,7 @@ from vb_perception.model.loading import load_generator
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "soup.py"
-spec = importlib.util.spec_from_file_location("soup", SCRIPT)
-assert spec is not None and spec.loader is not None
-soup = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(soup)
+soup = load_script("soup")
 
 
 def _model(tmp_path: Path, name: str, seed: int, config: object = TINY) -> Path:
