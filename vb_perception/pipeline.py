@@ -250,11 +250,12 @@ class Perception:
         focal = focal_ratio(fx_px, image.shape[0], image.shape[1])  # checked even where the model ignores it
         focal = focal if self.uses_focal else None
         h, w = processing_size(image.shape[0], image.shape[1], self.resolution_px, self.size_multiple)
-        rows = list(range(len(specs))) + list(mirror_of)
+        n = len(specs)
+        rows = list(range(n)) + list(mirror_of)
         specs, prompts = [specs[i] for i in rows], [prompts[i] for i in rows]
         x = network_image(image, h, w, len(rows), self.device)
         if mirror_of:  # resizing commutes with the mirror: flip the network image's rows for the mirrored prompts
-            x = torch.cat([x[: len(rows) - len(mirror_of)], x[len(rows) - len(mirror_of) :].flip(-1)])
+            x = torch.cat([x[:n], x[n:].flip(-1)])
         key = (*prompts, None if focal is None else round(focal, 4))
         cond = self._cond_cache.get(key)
         if cond is None:
