@@ -131,7 +131,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--batch", type=int, nargs="*", default=[], help="batch sizes to compare (default: the config's)")
-    ap.add_argument("--bf16", action="store_true", help="bf16 autocast for forward + losses, as training on GPUs")
+    ap.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bf16 autocast for forward + losses (train.mixed_precision=bf16: GPUs, CPUs with native bf16)",
+    )
     ap.add_argument("--compile", action="store_true", help="torch.compile the UNet (in place: same state_dict keys)")
     ap.add_argument("--channels-last", action="store_true", help="the UNet's weights in channels_last memory format")
     ap.add_argument("--int8-text", action="store_true", help="dynamically quantized (int8) text encoder linears")
