@@ -448,3 +448,34 @@ def test_attention_head_channels_regroup_the_same_weights_into_heads(tmp_path: P
     assert loaded.config.attention_head_channels == 16 and attention_heads(loaded.config) == (1, 2)
     with pytest.raises(ModelError, match="does not divide the block widths"):
         attention_heads(replace(TINY, attention_head_channels=12))
+
+
+def test_refinement_grows_as_the_same_model_and_every_layer_then_learns(tmp_path: Path, text: TextEncoder) -> None:
+    torch.manual_seed(0)
+    model = VBGenerator(replace(TINY, space_to_depth=2, palette_head_dim=8, depth_head=True)).eval()
+    grown = model.with_refine(8).eval()
+    assert grown.config.refine_channels == 8 and grown.refine[0].in_channels == 3 + (3 + 8 + 1)
+    items = [tokens_for(p, parse_prompt(p)) for p in PROMPTS]
+    cond = model.conditioning(items, text)
+    img = torch.rand(len(PROMPTS), 3, 32, 32) * 2 - 1
+    a = model.sample(img, cond, steps=1, generator=torch.Generator().manual_seed(1))
+    b = grown.sample(img, cond, steps=1, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(a, b)  # the last convolution starts at zero
+    # it is not a dead branch: the zero layer gets a gradient at once, the layers before it after one step
+    grown.train()
+    params = list(grown.refine.parameters())
+    opt = torch.optim.SGD(params, lr=0.5)
+    noisy, t = torch.randn_like(img), torch.full((len(PROMPTS),), 999)
+    grown(img, noisy, t, cond).square().mean().backward()
+    assert float(grown.refine[-1].weight.grad.abs().sum()) > 0
+    assert float(grown.refine[0].weight.grad.abs().sum()) == 0
+    opt.step()
+    opt.zero_grad()
+    grown(img, noisy, t, cond).square().mean().backward()
+    assert float(grown.refine[0].weight.grad.abs().sum()) > 0
+    loaded = VBGenerator.from_pretrained(grown.save_pretrained(tmp_path / "m"))
+    assert loaded.config.refine_channels == 8
+    torch.testing.assert_close(loaded.refine[-1].weight, grown.refine[-1].weight.detach().half().float())
+    assert grown.with_refine(8) is grown
+    with pytest.raises(ModelError, match="already has a refinement of width 8"):
+        grown.with_refine(16)

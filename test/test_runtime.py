@@ -321,3 +321,35 @@ def test_focal_conditioning_exports_with_a_camera_input_and_matches_torch(tmp_pa
     wide = ref.generate(image, [parse_prompt(PROMPTS[0])], PROMPTS[:1], seed=1, fx_px=300.0)
     tele = ref.generate(image, [parse_prompt(PROMPTS[0])], PROMPTS[:1], seed=1, fx_px=900.0)
     assert np.abs(wide.astype(int) - tele.astype(int)).max() > 2  # the camera input is live in both runtimes
+
+
+def test_the_full_resolution_refinement_exports_matches_torch_and_stays_fp32_in_int8(tmp_path: Path) -> None:
+    """A tiny space-to-depth model with the refinement (its last layer random, so it is in use) through ONNX export
+    and ONNX Runtime; the int8 copy keeps the UNet's output convolution and the refinement in fp32."""
+    from dataclasses import replace
+
+    from tiny_models import TINY
+
+    from vb_perception.model.generator import VBGenerator
+    from vb_perception.offline.export import export_onnx
+    from vb_perception.offline.quantize import fp32_nodes
+
+    torch.manual_seed(0)
+    model = VBGenerator(replace(TINY, space_to_depth=2, refine_channels=8, model_version="tiny-refine"))
+    torch.nn.init.normal_(model.refine[-1].weight, std=0.05)
+    folder = model.save_pretrained(tmp_path / "m")
+    onnx_path = export_onnx(folder, steps=1, height=32, width=32, out=tmp_path / "tiny.onnx")
+    image = sample_frame()[0]
+    spec = [parse_prompt(PROMPTS[0])]
+    a = Perception(folder).generate(image, spec, PROMPTS[:1], seed=1)
+    b = Perception(folder, backend="onnxruntime", engine=onnx_path).generate(image, spec, PROMPTS[:1], seed=1)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
+    graph = onnx.load(str(onnx_path))
+    nodes = list(graph.graph.node)
+    convs = [n.name for n in nodes if n.op_type == "Conv"]
+    kept = set(fp32_nodes(graph, ("image", "noise")))
+    shuffle = next(i for i, n in enumerate(nodes) if n.op_type == "DepthToSpace")
+    after = [n.name for n in nodes[shuffle:] if n.op_type == "Conv"]
+    assert len(after) == 3 and set(after) <= kept  # the refinement
+    assert convs[0] in kept and convs[-4] in kept  # the image's first convolution, the UNet's output convolution
+    assert not set(convs[1:-4]) & kept  # the UNet's other convolutions are quantized

@@ -270,6 +270,17 @@ def test_focal_conditioning_trains_and_grows_onto_a_model_without_it(tmp_path: P
         load_tune_config(TINY, {"data.focal_dropout": 1.5})
 
 
+def test_the_refinement_grows_onto_a_model_it_starts_from_and_trains(tmp_path: Path) -> None:
+    from tiny_models import save_tiny
+
+    start = save_tiny(tmp_path / "start")  # tiny.yaml's architecture, without the refinement
+    args = ("--set", "model.refine_channels=8", "--set", "train.max_steps=2", "--set", "train.ema_decay=0.0")
+    assert _tune(tmp_path, *args, "--set", f"init_from={start}") == 0
+    model = VBGenerator.from_pretrained(tmp_path / "run" / "model")
+    assert model.config.refine_channels == 8
+    assert float(model.refine[-1].weight.detach().abs().sum()) > 0  # started at zero, trained
+
+
 def test_attention_head_channels_regroup_a_model_it_starts_from(tmp_path: Path) -> None:
     from tiny_models import save_tiny
 

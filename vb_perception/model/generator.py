@@ -89,6 +89,12 @@ class GeneratorConfig:
     #: the timestep embedding through diffusers' ``time_cond_proj_dim`` projection, like the task code; unknown
     #: cameras get a learned vector of their own. Grown onto a checkpoint with a zero projection (the same model).
     focal_conditioning: bool = False
+    #: 0, or the width of the full-resolution refinement: three 3x3 convolutions on the camera image next to the
+    #: UNet's (pixel-shuffled) output, added back to that output. A space-to-depth UNet sees the image at 1/4
+    #: resolution, and its outputs come out soft at object edges; the refinement puts the image's own edges next
+    #: to them at full resolution. Its last convolution starts at zero, so it is grown onto a checkpoint as the
+    #: same model (``with_refine``).
+    refine_channels: int = 0
     default_steps: int = 1
     model_version: str = "untrained"
     format_version: int = FORMAT_VERSION
@@ -164,6 +170,17 @@ class VBGenerator(Generator):
         self.has_palette_head = bool(config.palette_head_dim)
         if self.has_palette_head:
             self.palette_key = torch.nn.Linear(config.cond_dim, config.palette_head_dim)
+        if config.refine_channels:
+            outputs, width = 3 + config.palette_head_dim + int(config.depth_head), config.refine_channels
+            self.refine = torch.nn.Sequential(
+                torch.nn.Conv2d(3 + outputs, width, 3, padding=1),
+                torch.nn.SiLU(),
+                torch.nn.Conv2d(width, width, 3, padding=1),
+                torch.nn.SiLU(),
+                torch.nn.Conv2d(width, outputs, 3, padding=1),
+            )
+            torch.nn.init.zeros_(self.refine[-1].weight)  # starts as the model without it
+            torch.nn.init.zeros_(self.refine[-1].bias)
 
     @property
     def size_multiple(self) -> int:
@@ -208,6 +225,8 @@ class VBGenerator(Generator):
         ).sample
         if s > 1:
             out = torch.nn.functional.pixel_shuffle(out, s)
+        if self.config.refine_channels:
+            out = out + self.refine(torch.cat([out, image], dim=1))
         heads = 3 + self.config.palette_head_dim
         if self.config.palette_head_dim:
             result = self._palette_mix(out[:, :heads], tokens[:, 1:], colors, roles, task, aux)
@@ -292,6 +311,18 @@ class VBGenerator(Generator):
             return self
         return self._grown(replace(self.config, focal_conditioning=True), {})
 
+    def with_refine(self, channels: int) -> VBGenerator:
+        """A copy with the full-resolution refinement of width ``channels``. Its first two convolutions start at
+        their random initialisation and its last at zero (all-zero layers would get no gradient: the SiLU of zero is
+        zero), so the copy computes exactly what this model computes until trained."""
+        from dataclasses import replace
+
+        if self.config.refine_channels == channels:
+            return self
+        if self.config.refine_channels:
+            raise ModelError(f"the model already has a refinement of width {self.config.refine_channels}")
+        return self._grown(replace(self.config, refine_channels=channels), {}, fresh=("refine.",))
+
     def with_attention_head_channels(self, channels: int) -> VBGenerator:
         """A copy whose attention blocks split their channels into heads of ``channels`` (0: diffusers'
         ``attention_head_dim`` heads). Same weights, but not the same function: attention then mixes other channel
@@ -302,13 +333,15 @@ class VBGenerator(Generator):
             return self
         return self._grown(replace(self.config, attention_head_channels=channels), {})
 
-    def _grown(self, config: GeneratorConfig, axes: dict[str, int]) -> VBGenerator:
+    def _grown(self, config: GeneratorConfig, axes: dict[str, int], fresh: tuple[str, ...] = ()) -> VBGenerator:
         """A model of ``config`` with this model's weights; the weights named in ``axes`` are larger there and are
         zero-padded at the end of their axis, and weights it lacks start at zero (how a checkpoint gains inputs or
-        outputs without changing)."""
+        outputs without changing), except those under the ``fresh`` prefixes, which keep their initialisation."""
         new = VBGenerator(config).to(self.device)
         state, shapes = self.state_dict(), new.state_dict()
-        state.update({k: torch.zeros_like(v) for k, v in shapes.items() if k not in state})
+        state.update(
+            {k: v if k.startswith(fresh) else torch.zeros_like(v) for k, v in shapes.items() if k not in state}
+        )
         for name, axis in axes.items():
             grown = torch.zeros_like(shapes[name])
             grown.narrow(axis, 0, state[name].shape[axis]).copy_(state[name])

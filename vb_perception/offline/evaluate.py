@@ -23,6 +23,7 @@ from vb_perception.offline.metrics import (
     normal_metrics,
     summarize,
 )
+from vb_perception.offline.synth.attributes import EXPRESSION_KINDS
 from vb_perception.pipeline import DepthResult, InstancesResult, NormalsResult, Perception, SegmentationResult
 
 __all__ = ["HELDOUT", "evaluate", "format_report"]
@@ -35,6 +36,7 @@ def _synthetic(pipe: Perception, folder: Path, n: int | None, out: Path, intrins
     from tqdm import tqdm
 
     from vb_perception.offline.cache import SampleCache
+    from vb_perception.offline.synth.attributes import expression_kind
     from vb_perception.offline.synth.examples import TrainingExample, make_example, target_for
     from vb_perception.prompts import DepthSpec, render_prompt
 
@@ -43,6 +45,9 @@ def _synthetic(pipe: Perception, folder: Path, n: int | None, out: Path, intrins
     depth_rows, normal_rows, inst_rows = [], [], []
     by_range, by_family = DepthByRange(), dict[str, list[dict[str, float]]]()
     sem_ious, ref_ious, ref_i, ref_u, color_err, confused = [], [], 0, 0, [], []
+    sem_objects: list[bool] = []  # per semantic IoU: an object class (chair, car) or stuff (wall, road)
+    ref_by_kind: dict[str, list[float]] = {}
+    ref_by_area: dict[str, list[float]] = {}
     panels = []
     for i in tqdm(range(count), desc="eval", unit="sample"):
         s = cache[i]
@@ -72,9 +77,14 @@ def _synthetic(pipe: Perception, folder: Path, n: int | None, out: Path, intrins
                         continue
                     if ex.spec.task == "semantic":
                         sem_ious.append(inter / union)
+                        name = ex.spec.classes[k - 1][0]  # type: ignore[union-attr]
+                        sem_objects.append(any(j.is_object for j in s.instances if j.class_name == name))
                     else:
                         ref_ious.append(inter / union)
                         ref_i, ref_u = ref_i + inter, ref_u + union
+                        expression = ex.spec.targets[k - 1][0]  # type: ignore[union-attr]
+                        ref_by_kind.setdefault(expression_kind(expression), []).append(inter / union)
+                        ref_by_area.setdefault(_area_bin(float(gt.mean())), []).append(inter / union)
             elif isinstance(r, InstancesResult):
                 members = [j.id for j in s.instances if j.class_name == r.class_name]
                 inst_rows.append(instance_f1(r.labels, [s.instance_ids == m for m in members]))
@@ -89,11 +99,21 @@ def _synthetic(pipe: Perception, folder: Path, n: int | None, out: Path, intrins
             for f, rows in sorted(by_family.items())
         },
         "normals": summarize(normal_rows),
-        "semantic": {"miou": float(np.mean(sem_ious)) if sem_ious else float("nan"), "classes": len(sem_ious)},
+        "semantic": {
+            "miou": float(np.mean(sem_ious)) if sem_ious else float("nan"),
+            "classes": len(sem_ious),
+            "by_kind": _giou_rows(
+                {k: [v for v, o in zip(sem_ious, sem_objects) if o == (k == "objects")] for k in ("objects", "stuff")},
+                ("objects", "stuff"),
+            ),
+        },
         "referring": {
             "ciou": ref_i / ref_u if ref_u else float("nan"),
             "giou": float(np.mean(ref_ious)) if ref_ious else float("nan"),
             "targets": len(ref_ious),
+            # mean IoU (gIoU) by what the expression relies on (synth.attributes.EXPRESSION_KINDS), by target area
+            "by_kind": _giou_rows(ref_by_kind, (*EXPRESSION_KINDS, "other")),
+            "by_area": _giou_rows(ref_by_area, AREA_BINS),
         },
         "instances": summarize(inst_rows),
         "colors": {
@@ -107,6 +127,17 @@ def _synthetic(pipe: Perception, folder: Path, n: int | None, out: Path, intrins
 
 
 _FAMILY_KEYS = ("delta1", "abs_rel", "rmse_m", "delta1_aligned")
+#: Referring targets by their share of the image's pixels (at 64 px, 1 % is about 41 pixels).
+AREA_BINS = ("< 1 %", "1-5 %", ">= 5 %")
+
+
+def _area_bin(fraction: float) -> str:
+    return AREA_BINS[0] if fraction < 0.01 else AREA_BINS[1] if fraction < 0.05 else AREA_BINS[2]
+
+
+def _giou_rows(ious: dict[str, list[float]], order: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """``{group: {"targets": n, "mean_iou": mean IoU}}`` in ``order``, groups without targets left out."""
+    return {g: {"targets": len(ious[g]), "mean_iou": float(np.mean(ious[g]))} for g in order if ious.get(g)}
 
 
 def plot_depth_by_range(path: Path, rows: list[dict[str, Any]], title: str = "metric depth by range") -> None:
@@ -248,6 +279,12 @@ def format_report(r: dict[str, Any]) -> str:
     if r.get("flip_average"):
         head += "; depth and normals averaged with the mirrored image"
     lines = [head, "", "| metric | value |", "|---|---:|"] + [f"| {a} | {b} |" for a, b in rows]
+    kinds = r.get("referring", {}).get("by_kind", {})
+    if kinds:
+        lines += ["", "| referring expression / semantic class | targets | mean IoU |", "|---|---:|---:|"]
+        groups = list(kinds.items()) + [(f"area {a}", v) for a, v in r["referring"].get("by_area", {}).items()]
+        groups += [(f"semantic: {g}", v) for g, v in r.get("semantic", {}).get("by_kind", {}).items()]
+        lines += [f"| {g} | {v['targets']} | {v['mean_iou']:.3f} |" for g, v in groups]
     ranges = [x for x in r.get("depth_by_range", []) if x["pixels"]]
     if ranges:
         lines += ["", "| depth range | pixels | δ1 | AbsRel | pred / true |", "|---|---:|---:|---:|---:|"]

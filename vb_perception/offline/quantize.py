@@ -86,7 +86,9 @@ def fp32_nodes(model: Any, image_inputs: tuple[str, ...]) -> list[str]:
       must span the noise's tails (about ±5), which leaves the image about 5 grey levels per step. The decoded depth
       then lost up to 29 % (mean relative, vb-mini2@16600 on the TUM frame), against 1–4 % with it in fp32.
     - The last convolution writes the RGB the codecs decode. Every other convolution depends on the first and feeds
-      the last, so in a topologically sorted graph (ONNX requires it) they are the first and last Conv nodes.
+      the last, so in a topologically sorted graph (ONNX requires it) they are the first and last Conv nodes. With
+      the full-resolution refinement (``refine_channels``), the UNet's output convolution and the refinement's
+      three stay fp32 too (:func:`_full_resolution_convs`): they decide the decoded values, and cost little.
     - The prompt path is every product that does not depend on ``image_inputs`` (the export descriptor's image and
       noise inputs): the token MLPs, the cross-attention keys and values, the palette keys. It works on at most a
       few dozen tokens, so int8 saves nothing there. Quantized, it cost instance F1 0.298 → 0.173 on the held-out
@@ -98,7 +100,28 @@ def fp32_nodes(model: Any, image_inputs: tuple[str, ...]) -> list[str]:
         if any(i in depends for i in n.input):
             depends.update(n.output)
     prompt = [n.name for n in nodes if n.op_type in _QUANTIZED and not any(i in depends for i in n.input)]
-    return sorted(set(prompt) | ({convs[0], convs[-1]} if convs else set()))
+    return sorted(set(prompt) | ({convs[0], convs[-1]} if convs else set()) | _full_resolution_convs(nodes))
+
+
+def _full_resolution_convs(nodes: list[Any]) -> set[str]:
+    """The convolutions of a space-to-depth model from its output convolution on: the one that feeds the pixel
+    shuffle (``DepthToSpace``) and the full-resolution refinement after it (``refine_channels``), whose output is
+    what the codecs decode. Empty for models without the shuffle."""
+    shuffles = [n for n in nodes if n.op_type == "DepthToSpace"]
+    if not shuffles:
+        return set()
+    producer = {o: n for n in nodes for o in n.output}
+    kept = set()
+    feeding = producer.get(shuffles[-1].input[0])
+    if feeding is not None and feeding.op_type == "Conv":
+        kept.add(feeding.name)
+    reached = set(shuffles[-1].output)
+    for n in nodes:
+        if any(i in reached for i in n.input):
+            reached.update(n.output)
+            if n.op_type == "Conv":
+                kept.add(n.name)
+    return kept
 
 
 def quantize_int8(

@@ -759,6 +759,8 @@ def build_model(cfg: TuneConfig) -> Generator:
             model = model.with_depth_head()  # zero correction weights: the same depths until trained
         if isinstance(model, VBGenerator) and cfg.model.focal_conditioning and not model.config.focal_conditioning:
             model = model.with_focal_conditioning()  # a zero projection: the same model until trained
+        if isinstance(model, VBGenerator) and cfg.model.refine_channels and not model.config.refine_channels:
+            model = model.with_refine(cfg.model.refine_channels)  # last convolution zero: the same model until trained
         if isinstance(model, VBGenerator) and cfg.model.attention_head_channels != model.config.attention_head_channels:
             model = model.with_attention_head_channels(cfg.model.attention_head_channels)  # same weights, regrouped
         if isinstance(model, VBGenerator):

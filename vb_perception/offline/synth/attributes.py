@@ -13,13 +13,34 @@ from itertools import pairwise
 import numpy as np
 from numpy.typing import NDArray
 
+from vb_perception.offline.synth.generate import BASIC_COLORS
 from vb_perception.offline.synth.scene import Instance
 
-__all__ = ["MIN_REFERRING_AREA_FRACTION", "InstanceInfo", "describe_instances"]
+__all__ = ["EXPRESSION_KINDS", "MIN_REFERRING_AREA_FRACTION", "InstanceInfo", "describe_instances", "expression_kind"]
 
 #: Objects smaller than this fraction of the image get no referring expression (too small to point at).
 MIN_REFERRING_AREA_FRACTION = 0.002
 _ORDINALS = ("first", "second", "third", "fourth", "fifth")
+#: What a referring expression of :func:`_expressions` relies on, for the evaluation's breakdown.
+EXPRESSION_KINDS = ("class", "colour", "left / right", "ordinal", "nearest / farthest", "biggest")
+
+
+def expression_kind(expression: str) -> str:
+    """Which of :data:`EXPRESSION_KINDS` an expression written by :func:`_expressions` is ("second chair from the
+    left": "ordinal"); "other" for text it does not write."""
+    words = expression.split()
+    if not words:
+        return "other"
+    if words[0] in _ORDINALS[1:] and expression.endswith(" from the left"):
+        return "ordinal"
+    if words[0] in ("leftmost", "rightmost") or expression.endswith((" on the left", " on the right")):
+        return "left / right"
+    if words[0] in ("nearest", "farthest"):
+        return "nearest / farthest"
+    if words[0] == "biggest":
+        return "biggest"
+    # "orange" alone is the tabletop class; "orange cup" and "orange orange" name a colour
+    return "colour" if len(words) >= 2 and words[0] in BASIC_COLORS else "class"
 
 
 @dataclass(frozen=True)
