@@ -122,6 +122,10 @@ def test_eval_on_synthetic_samples_and_a_real_frame(model_dir: Path, tmp_path: P
         assert report["depth"][key] >= 0.0 or np.isnan(report["depth"][key])
     assert {"mean_deg", "median_deg", "within_11.25"} <= set(report["normals"])
     assert {"miou"} <= set(report["semantic"]) and {"ciou", "giou"} <= set(report["referring"])
+    ref, sem = report["referring"], report["semantic"]
+    for section, total in ((ref["by_kind"], ref["targets"]), (ref["by_area"], ref["targets"]), (sem["by_kind"], None)):
+        assert sum(g["targets"] for g in section.values()) == (total if total is not None else sem["classes"])
+        assert all(0.0 <= g["mean_iou"] <= 1.0 for g in section.values())
     assert (tmp_path / "ev" / "eval_panels.png").is_file() and (tmp_path / "ev" / "eval_depth_by_range.png").is_file()
     ranges = report["depth_by_range"]  # every valid ground-truth pixel in exactly one range
     assert sum(r["pixels"] for r in ranges) == report["depth"]["pixels"]

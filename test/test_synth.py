@@ -259,3 +259,19 @@ def test_open3d_cache_never_reuses_a_stale_scene() -> None:
         fresh = render_scene(scene, Open3DRaycaster(), sensor=None)
         np.testing.assert_array_equal(reused.instance_ids, fresh.instance_ids)
         del scene
+
+
+def test_every_referring_expression_the_engine_writes_has_a_kind() -> None:
+    from vb_perception.offline.synth.attributes import EXPRESSION_KINDS, _expressions, expression_kind
+
+    def member(i: int, color: str, cx: float, depth: float, size: float) -> dict[str, object]:
+        return {"id": i, "class": "traffic sign", "color": color, "cx": cx, "depth": depth, "size": size}
+
+    group = [member(1, "red", 0.1, 2.0, 1.0), member(2, "orange", 0.5, 4.0, 1.1), member(3, "red", 0.9, 8.0, 3.0)]
+    written = [e for exprs in _expressions(group).values() for e in exprs]
+    written += [e for exprs in _expressions([member(4, "orange", 0.5, 3.0, 1.0)]).values() for e in exprs]
+    kinds = {e: expression_kind(e) for e in written}
+    assert set(kinds.values()) == set(EXPRESSION_KINDS)  # every kind occurs, nothing is "other"
+    assert kinds["orange traffic sign"] == "colour" and kinds["traffic sign"] == "class"
+    assert kinds["second traffic sign from the left"] == "ordinal" and kinds["biggest traffic sign"] == "biggest"
+    assert expression_kind("orange") == "class" and expression_kind("") == "other"
