@@ -56,6 +56,11 @@ def _architecture(cfg: dict, n_params: str) -> str:
             "; focal conditioning: the camera's focal length (fx / short image side, from camera_info or `--fx-px`) "
             "enters the timestep embedding; without one the model runs as for an unknown camera"
         )
+    if cfg.get("refine_channels"):
+        text += (
+            f"; a full-resolution refinement: three 3×3 convolutions ({cfg['refine_channels']} channels) on the camera "
+            "image next to the pixel-shuffled output, added back to it"
+        )
     return text + f"; {n_params} parameters"
 
 
