@@ -58,6 +58,11 @@ def test_text_encoder_is_the_real_minilm_and_caches(text: TextEncoder) -> None:
     assert float(emb[0] @ emb[1]) > float(emb[0] @ emb[2]) + 0.2  # meaning, not spelling
     torch.testing.assert_close(emb[0], emb[3])
     assert "a cat" in text._cache
+    # many new sentences of mixed lengths: embedded in length-sorted chunks, each as on its own, in input order
+    many = [f"segment the {'very ' * (i % 7)}big object number {i}" for i in range(40)]
+    together = text.encode(many)
+    alone = torch.cat([text._embed([m]) for m in many])
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)
 
 
 def test_batch_tokens_looks_every_token_up_and_pads_with_zeros(text: TextEncoder) -> None:
