@@ -134,7 +134,7 @@ def main() -> None:
     ap.add_argument(
         "--bf16",
         action="store_true",
-        help="bf16 autocast for forward + losses (train.mixed_precision=bf16: GPUs, CPUs with native bf16)",
+        help="bf16 autocast for forward + losses, as training on GPUs (tune refuses it on CPUs: README)",
     )
     ap.add_argument("--compile", action="store_true", help="torch.compile the UNet (in place: same state_dict keys)")
     ap.add_argument("--channels-last", action="store_true", help="the UNet's weights in channels_last memory format")
