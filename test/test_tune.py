@@ -329,7 +329,7 @@ def test_mixed_precision_is_refused_on_a_cpu_with_the_reason(
         for precision in ("bf16", "fp16"):
             assert _tune(tmp_path / precision, *steps, "--set", f"train.mixed_precision={precision}") != 0
             err = capsys.readouterr().err
-            assert f"train.mixed_precision={precision} is for GPUs" in err and "collapsed metric depth" in err
+            assert f"train.mixed_precision={precision} is for GPUs" in err and "README: bf16 on the CPU" in err
             assert not (tmp_path / precision / "run" / "checkpoint").exists()
     with pytest.raises(TuneError, match="mixed_precision"):
         load_tune_config(TINY, {"train.mixed_precision": "int4"})
