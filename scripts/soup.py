@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from safetensors.torch import load_file, save_file
 
@@ -42,6 +43,16 @@ def _files(member: Path) -> tuple[Path, Path]:
     return member / "config.json", member / "model.safetensors"
 
 
+def _with_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` (a model folder's config.json) with every ``GeneratorConfig`` field it lacks at its default."""
+    from dataclasses import MISSING, fields
+
+    from vb_perception.model.generator import GeneratorConfig
+
+    defaults = {f.name: f.default for f in fields(GeneratorConfig) if f.default is not MISSING}
+    return {**{k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items()}, **config}
+
+
 def soup(out: Path, members: list[tuple[Path, float]]) -> Path:
     """Write the weighted average of ``members`` ((model or run folder, weight), weights summing to 1) to ``out``."""
     if not members:
@@ -51,7 +62,8 @@ def soup(out: Path, members: list[tuple[Path, float]]) -> Path:
         raise SoupError(f"the weights must be non-negative and sum to 1, not {total:g}")
     files = [_files(m) for m, _ in members]
     configs = [json.loads(c.read_text()) for c, _ in files]
-    arch = [{k: v for k, v in c.items() if k not in _FREE} for c in configs]
+    # a field a config lacks (written before the field existed) has its default, as loading it gives
+    arch = [{k: v for k, v in _with_defaults(c).items() if k not in _FREE} for c in configs]
     for (m, _), a in zip(members[1:], arch[1:]):
         if a != arch[0]:
             diff = sorted(k for k in set(a) | set(arch[0]) if a.get(k) != arch[0].get(k))
