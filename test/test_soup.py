@@ -53,6 +53,12 @@ def test_the_soup_refuses_other_architectures_and_bad_weights(tmp_path: Path) ->
     )
     assert done.returncode != 0 and "MODEL=WEIGHT" in done.stderr
     assert not (tmp_path / "x").exists()  # nothing written on bad input
+    # a config written before a field existed (here refine_channels) is that field at its default, not another
+    # architecture
+    config = json.loads((b / "config.json").read_text())
+    del config["refine_channels"]
+    (b / "config.json").write_text(json.dumps(config))
+    assert load_generator(soup.soup(tmp_path / "old-and-new", [(a, 0.5), (b, 0.5)])).config.refine_channels == 0
 
 
 def test_a_run_folder_gives_its_raw_weights_not_its_ema(tmp_path: Path) -> None:
