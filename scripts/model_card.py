@@ -77,6 +77,7 @@ class HardwareSplit:
     gpu_samples: int
     gpu_wall_s: float
     gpu_names: tuple[str, ...]
+    gpu_batches: tuple[int, ...] = (64,)  # the GPU runs' batch sizes (examples / steps), in order
 
     def time_text(self, total_h: float) -> str:
         if not self.gpu_steps:
@@ -107,8 +108,9 @@ class HardwareSplit:
         if not self.gpu_steps:
             return ""
         return (
-            " On the GPU: `config/tune/vb-mini2-gpu.yaml`, batch 64 in bf16, 95 % of examples at t = T, the learning"
-            " rate cooled to zero over each run's last seconds (`train.decay_wall_s`)."
+            f" On the GPU: `config/tune/vb-mini2-gpu.yaml`, batch {' / '.join(map(str, self.gpu_batches))} in bf16,"
+            " 95 % of examples at t = T, the learning rate cooled to zero over each run's last seconds"
+            " (`train.decay_wall_s`)."
         )
 
     @property
@@ -139,6 +141,9 @@ def hardware_split(notes: dict) -> HardwareSplit:
         gpu_samples=sum(int(s["samples_seen"]) for s in gpu),
         gpu_wall_s=sum(float(s["train_wall_s"]) for s in gpu),
         gpu_names=tuple(dict.fromkeys(str(s["device"]) for s in gpu)),
+        gpu_batches=tuple(
+            dict.fromkeys(round(int(s["samples_seen"]) / max(int(s.get("steps", s.get("step", 1))), 1)) for s in gpu)
+        ),
     )
 
 

@@ -334,3 +334,14 @@ def test_mixed_precision_is_refused_on_a_cpu_with_the_reason(
     with pytest.raises(TuneError, match="mixed_precision"):
         load_tune_config(TINY, {"train.mixed_precision": "int4"})
     assert load_tune_config(TINY, {"train.mixed_precision": False}).train.mixed_precision == "no"  # YAML's `no`
+
+
+@pytest.mark.parametrize("name", ["vb-mini2.yaml", "vb-mini2-gpu.yaml"])
+def test_the_bundled_models_configs_continue_from_the_bundle(name: str) -> None:
+    """The configs that train the bundled model (the CPU one through ``--set init_from=models/vb-mini``) describe the
+    architecture it has now, so a lent GPU's run does not stop at ``init_from ... differs``."""
+    from vb_perception.offline.tune import build_model
+
+    cfg = load_tune_config(REPO / "config" / "tune" / name, {"init_from": str(REPO / "models" / "vb-mini")})
+    model = build_model(cfg)
+    assert isinstance(model, VBGenerator) and model.config.refine_channels == cfg.model.refine_channels
