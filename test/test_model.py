@@ -63,6 +63,11 @@ def test_text_encoder_is_the_real_minilm_and_caches(text: TextEncoder) -> None:
     together = text.encode(many)
     alone = torch.cat([text._embed([m]) for m in many])
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)
+    # as on a GPU: all new sentences in one call, the same embeddings
+    one_call = TextEncoder()
+    one_call.chunk = 1 << 16
+    torch.testing.assert_close(one_call.encode(many), alone, atol=1e-5, rtol=0)
+    assert text.chunk == 16  # the CPU default
 
 
 def test_batch_tokens_looks_every_token_up_and_pads_with_zeros(text: TextEncoder) -> None:
