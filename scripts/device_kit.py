@@ -7,6 +7,7 @@ The device image has torch, transformers and accelerate but not diffusers or our
     python scripts/device_kit.py pack [--out .device]     # here: diffusers wheel + a compact MiniLM (~13 MB)
     bash scripts/device_train.sh                          # there (the device tool's `run`, carry [".device"])
     python scripts/device_kit.py pick BENCH.jsonl ...     # there: the fastest batch / compile the bench measured
+    python scripts/device_kit.py util SAMPLES.csv         # there: how busy the GPU was (nvidia-smi samples)
     python scripts/device_kit.py merge FILES_AT/model OUT # here: the run's model from its shards
 
 The compact MiniLM keeps the word-embedding rows of the wordpieces the synthetic prompt generator uses and of every
@@ -228,6 +229,24 @@ def pick(bench: Path, batch: int, lr: float, workers: int, train_s: float) -> di
     return chosen | {"train.lr": float(f"{lr * scale:.3g}")}
 
 
+def util_summary(samples: Path) -> str:
+    """One line on ``nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits -l N`` samples
+    (the first GPU's): how busy the GPU was while anything ran on it, and its most memory."""
+    rows = []
+    for line in samples.read_text().splitlines() if samples.is_file() else []:
+        parts = [p.strip().split(" ")[0] for p in line.split(",")]  # with or without units ("12 %", "5395 MiB")
+        if len(parts) >= 2 and all(p.replace(".", "", 1).isdigit() for p in parts[:2]):
+            rows.append((float(parts[0]), float(parts[1])))
+    busy = [u for u, mem in rows if mem > 100]  # the GPU holds a process's memory: training or the bench ran
+    if not busy:
+        return f"GPU utilisation: no samples with a process on the GPU ({len(rows)} samples)"
+    q = np.percentile(busy, [10, 50, 90])
+    return (
+        f"GPU utilisation over {len(busy)} samples with a process on it: median {q[1]:.0f} %, 10-90 % "
+        f"{q[0]:.0f}-{q[2]:.0f} %, max {max(busy):.0f} %; memory up to {max(m for _, m in rows):.0f} MiB"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -248,8 +267,12 @@ def main() -> None:
     k.add_argument("bench", type=Path, help="bench/train_step.py --json output")
     k.add_argument("--config", type=Path, required=True, help="the run's tune config")
     k.add_argument("--train-s", type=float, required=True, help="the run's training seconds")
+    u = sub.add_parser("util", help="there: a line on nvidia-smi utilisation samples")
+    u.add_argument("samples", type=Path)
     args = ap.parse_args()
-    if args.cmd == "pick":
+    if args.cmd == "util":
+        print(util_summary(args.samples))
+    elif args.cmd == "pick":
         from vb_perception.offline.tune import load_tune_config
 
         cfg = load_tune_config(args.config)

@@ -142,7 +142,20 @@ def test_device_train_script_runs_end_to_end_and_survives_a_failed_bench(tmp_pat
     log = (out / "log.txt").read_text()
     assert "no CUDA device here" in log and "picked: none, the config as it is" in log
     assert {p.name for p in out.iterdir()} == {"model", "metrics.csv", "panel.png", "log.txt"}
+    assert sum(1 for p in out.rglob("*") if p.is_file()) <= 8  # what a lease returns at most
+    seed = log.split("data seed: ")[1].split()[0]  # a new seed (the clock's) for every run, and the run used it
+    assert f"seed: {seed}" in (tmp_path / "run" / "config.resolved.yaml").read_text()
+    assert "GPU utilisation" in log
     kit.merge(out / "model", tmp_path / "merged")
     from vb_perception.model.loading import load_generator
 
     assert load_generator(tmp_path / "merged").config.model_version == "tiny@4"
+
+
+def test_util_summary_reads_nvidia_smi_samples_with_or_without_units(tmp_path: Path) -> None:
+    samples = tmp_path / "util.csv"
+    # idle before the run (no process memory), then a run: 10..40 %
+    samples.write_text("0 %, 0 MiB\n0, 4\n10 %, 5395 MiB\n20, 5395\n30 %, 6007 MiB\n40, 6047\nnot a row\n")
+    line = kit.util_summary(samples)
+    assert "over 4 samples" in line and "median 25 %" in line and "max 40 %" in line and "6047 MiB" in line
+    assert "no samples" in kit.util_summary(tmp_path / "missing.csv")
