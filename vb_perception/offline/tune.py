@@ -592,7 +592,8 @@ def train_loop(
         )
     accelerator = Accelerator(cpu=not on_gpu, mixed_precision=tc.mixed_precision)
     # where this invocation trains, for the export's notes (a bundle's card tells CPU and GPU time apart)
-    hardware = torch.cuda.get_device_name(0) if on_gpu else f"CPU ({torch.get_num_threads()} threads)"
+    n = torch.get_num_threads()
+    hardware = torch.cuda.get_device_name(0) if on_gpu else f"CPU ({n} thread{'s' if n != 1 else ''})"
     notes = notes | {"device": hardware}
     model.train()
     if tc.compile:
