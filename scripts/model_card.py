@@ -77,7 +77,7 @@ class HardwareSplit:
     gpu_samples: int
     gpu_wall_s: float
     gpu_names: tuple[str, ...]
-    gpu_batches: tuple[int, ...] = (64,)  # the GPU runs' batch sizes (examples / steps), in order
+    gpu_batches: tuple[int, ...]  # the GPU runs' batch sizes (examples / steps), in order
 
     def time_text(self, total_h: float) -> str:
         if not self.gpu_steps:
@@ -129,21 +129,24 @@ class HardwareSplit:
         )
 
 
+def _steps(segment: dict) -> int:
+    """A segment's steps (a bundle from before segments were recorded has its total as ``step``)."""
+    return int(segment.get("steps", segment.get("step", 0)))
+
+
 def hardware_split(notes: dict) -> HardwareSplit:
     """Segments with a ``device`` other than a CPU ran on a GPU; the rest (older segments record none) on the CPU."""
     segs = notes.get("segments") or [notes]
     gpu = [s for s in segs if not str(s.get("device", "CPU")).startswith("CPU")]
     cpu = [s for s in segs if s not in gpu]
     return HardwareSplit(
-        cpu_steps=sum(int(s.get("steps", s.get("step", 0))) for s in cpu),
+        cpu_steps=sum(_steps(s) for s in cpu),
         cpu_wall_s=sum(float(s["train_wall_s"]) for s in cpu),
-        gpu_steps=sum(int(s.get("steps", s.get("step", 0))) for s in gpu),
+        gpu_steps=sum(_steps(s) for s in gpu),
         gpu_samples=sum(int(s["samples_seen"]) for s in gpu),
         gpu_wall_s=sum(float(s["train_wall_s"]) for s in gpu),
         gpu_names=tuple(dict.fromkeys(str(s["device"]) for s in gpu)),
-        gpu_batches=tuple(
-            dict.fromkeys(round(int(s["samples_seen"]) / max(int(s.get("steps", s.get("step", 1))), 1)) for s in gpu)
-        ),
+        gpu_batches=tuple(dict.fromkeys(round(int(s["samples_seen"]) / max(_steps(s), 1)) for s in gpu)),
     )
 
 
