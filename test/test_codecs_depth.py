@@ -223,6 +223,45 @@ def test_torch_curve_and_rgb_are_inverse_and_differentiable() -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(
+    arrays(np.float32, (6, 3), elements=st.floats(0.0, 1.0, width=32)),
+    st.floats(0.005, 0.5),
+)
+def test_soft_gradient_projection_keeps_the_values(rgb: np.ndarray, temperature: float) -> None:
+    """The straight-through soft projection (training's ``train.depth_soft_gradient``) returns the hard projection's
+    values exactly; only its gradient differs."""
+    torch = pytest.importorskip("torch")
+    from vb_perception.codecs import torch_ops as T
+
+    x = torch.from_numpy(rgb)
+    np.testing.assert_array_equal(T.rgb_to_curve(x, soft_gradient=temperature).numpy(), T.rgb_to_curve(x).numpy())
+
+
+@pytest.mark.parametrize("soft", [0.0, 0.05])
+def test_soft_gradient_pulls_a_hedged_colour_to_the_near_edge(soft: float) -> None:
+    """A near pixel's free RGB hedged half-way between dark red (near) and magenta (far), the colour the trained
+    model gives the near tabletop pixels it decodes 3x too far (README: the third H200). Gradient descent on the
+    decoded curve's L1 to the true 0.6 m: through the hard projection it only slides along the magenta-blue side and
+    stays far; through the soft one it crosses to the red edge and decodes 0.6 m."""
+    torch = pytest.importorskip("torch")
+    from vb_perception.codecs import torch_ops as T
+
+    true_f = T.depth_to_curve(torch.tensor(0.6))
+    p = torch.tensor([0.98, 0.0, 0.51], requires_grad=True)
+    opt = torch.optim.SGD([p], lr=0.05)
+    for _ in range(200):
+        loss = (T.rgb_to_curve(p.clamp(0.0, 1.0), soft_gradient=soft) - true_f).abs()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    decoded_m = float(T.decode_depth(p.detach().clamp(0.0, 1.0)))
+    if soft:
+        assert decoded_m == pytest.approx(0.6, rel=0.02)
+    else:
+        assert decoded_m > 5.0  # stuck on the far side: the trap the soft gradient removes
+
+
+@settings(max_examples=40, deadline=None)
+@given(
     arrays(np.float32, (5, 3), elements=st.floats(0.0, 1.0, width=32)),
     st.sampled_from([(-1, (5, 3)), (1, (1, 3, 5)), (0, (3, 5))]),
 )

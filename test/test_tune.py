@@ -305,6 +305,25 @@ def test_the_free_rgb_term_supervises_the_depth_path_heads_free_colour(tmp_path:
     assert rgb[1.0] > rgb[0.0] > 0
 
 
+def test_the_soft_depth_gradient_keeps_the_forward_pass_and_changes_the_update(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ("--set", "model.palette_head_dim=8", "--set", "model.depth_head=true", "--set", "train.max_steps=2")
+    common += ("--set", "data.task_mix={depth: 1.0}", "--set", "train.log_every=1", "--set", "train.ema_decay=0.0")
+    loss, weights = {}, {}
+    for temperature in (0.0, 0.05):
+        run = tmp_path / f"t{temperature}"
+        assert _tune(run, *common, "--set", f"train.depth_soft_gradient={temperature}") == 0
+        loss[temperature] = [float(r["loss"]) for r in csv.DictReader((run / "run" / "metrics.csv").open())]
+        weights[temperature] = VBGenerator.from_pretrained(run / "run" / "model").unet.conv_out.weight.float()
+    assert loss[0.05][0] == pytest.approx(loss[0.0][0], rel=1e-6)  # the same outputs and losses at the first step
+    assert not torch.allclose(weights[0.05], weights[0.0])  # a different gradient through the projection
+    with pytest.raises(TuneError, match="depth_soft_gradient"):
+        load_tune_config(TINY, {"train.depth_soft_gradient": -0.1})
+    assert _tune(tmp_path / "no-head", "--set", "train.max_steps=1", "--set", "train.depth_soft_gradient=0.05") != 0
+    assert "needs a model with the depth path head" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_a_compiled_unet_trains_as_the_eager_one_and_saves_the_same_keys(tmp_path: Path) -> None:
     steps = ("--set", "train.max_steps=2", "--set", "train.num_threads=1")

@@ -62,13 +62,19 @@ def encode_depth(depth_m: torch.Tensor, channel_dim: int = -1) -> torch.Tensor:
     return curve_to_rgb(depth_to_curve(depth_m), channel_dim)
 
 
-def rgb_to_curve(rgb: torch.Tensor, channel_dim: int = -1) -> torch.Tensor:
+def rgb_to_curve(rgb: torch.Tensor, channel_dim: int = -1, soft_gradient: float = 0.0) -> torch.Tensor:
     """Float RGB in [0, 1] to curved depth in [0, 1] by projecting onto the nearest edge of the walk.
 
     The squared distance to edge k is ``|p - s_k|^2 - 2 t_k u_k + t_k^2`` (u_k the unclamped, t_k the clamped
     position along the unit-length edge), computed on ``[7, ...]`` tensors with the edge axis first and written out
     per colour channel. A ``[..., 7, 3]`` broadcast gives the same numbers, but ONNX Runtime ran it about 5x slower
-    (innermost axes of 3), and matrix products with the edges would be quantized in the int8 copy."""
+    (innermost axes of 3), and matrix products with the edges would be quantized in the int8 copy.
+
+    ``soft_gradient`` > 0 (training only) keeps these values but takes the gradient of a soft projection: the
+    edges' curve values weighted by ``softmax(-distance^2 / soft_gradient)`` (straight-through). The hard choice of
+    the nearest edge passes no gradient across to another edge, so a colour half-way between two distant edges
+    (dark red and magenta: near and far) can only slide along the one it is nearer to; the soft one pulls it
+    towards the edge whose value the loss prefers."""
     p = rgb.clamp(0.0, 1.0).movedim(channel_dim, 0)  # [3, ...]
     starts, edges = _path(rgb)  # [7, 3]
     col = (len(edges),) + (1,) * (p.dim() - 1)
@@ -77,7 +83,12 @@ def rgb_to_curve(rgb: torch.Tensor, channel_dim: int = -1) -> torch.Tensor:
     to_start = sum((p[c] - starts[:, c].view(col)) ** 2 for c in range(3))
     dist = to_start - 2.0 * t * u + t * t
     k = dist.argmin(0, keepdim=True)
-    return (k.to(rgb.dtype) + t.gather(0, k)).squeeze(0) / len(edges)
+    hard = (k.to(rgb.dtype) + t.gather(0, k)).squeeze(0) / len(edges)
+    if soft_gradient <= 0.0:
+        return hard
+    values = (t + torch.arange(len(edges), dtype=rgb.dtype, device=rgb.device).view(col)) / len(edges)
+    soft = (torch.softmax(-dist / soft_gradient, dim=0) * values).sum(0)
+    return hard + (soft - soft.detach())
 
 
 def decode_depth(rgb: torch.Tensor, channel_dim: int = -1, max_curve: float = MAX_FINITE_CURVE) -> torch.Tensor:

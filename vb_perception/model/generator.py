@@ -147,6 +147,9 @@ class VBGenerator(Generator):
         from diffusers.models.attention_processor import AttnProcessor
 
         self.config = config
+        #: training only (``train.depth_soft_gradient``): the depth path head's projection of its free RGB onto the
+        #: walk passes a soft gradient (``torch_ops.rgb_to_curve``); outputs are the same either way
+        self.depth_soft_gradient = 0.0
         s2 = config.space_to_depth**2
         if config.space_to_depth not in (1, 2, 4):
             raise ModelError(f"space_to_depth must be 1, 2 or 4, not {config.space_to_depth}")
@@ -247,7 +250,8 @@ class VBGenerator(Generator):
         from vb_perception.codecs import torch_ops
 
         free01 = (free.clamp(-1.0, 1.0) + 1.0) * 0.5
-        f = (torch_ops.rgb_to_curve(free01, channel_dim=1) + correction).clamp(0.0, 1.0)
+        soft = self.depth_soft_gradient if self.training else 0.0
+        f = (torch_ops.rgb_to_curve(free01, channel_dim=1, soft_gradient=soft) + correction).clamp(0.0, 1.0)
         on_path = torch_ops.curve_to_rgb(f, channel_dim=1) * 2.0 - 1.0
         is_depth = task == DEPTH_CODE
         if aux is not None:

@@ -91,6 +91,11 @@ class TrainConfig:
     #: walk, which moves it along the edge it is nearest to, never across: near pixels whose free colour drifted
     #: towards magenta stay far (README: where near pixels go far).
     depth_free_rgb_weight: float = 0.0
+    #: models with the depth path head: > 0 gives its projection of the free RGB onto the walk the gradient of a
+    #: soft projection (weights softmax(-squared distance / this) over the 7 edges), the values unchanged
+    #: (straight-through), so a colour hedged between dark red and magenta can cross to the edge the loss wants.
+    #: 0.05 mixes two edges whose squared distances differ by less than about 0.1
+    depth_soft_gradient: float = 0.0
     seg_ce_weight: float = 0.5  # cross-entropy on the palette head's logits (models with palette_head_dim)
     seg_dice_weight: float = 0.0  # soft Dice per requested class (small objects and referring regions count)
     grad_clip: float = 1.0
@@ -125,6 +130,10 @@ class TrainConfig:
             raise TuneError(f"train.lr_schedule is {self.lr_schedule!r}; use 'cosine' or 'wsd'")
         if self.decay_steps < 0 or self.decay_steps > self.max_steps:
             raise TuneError(f"train.decay_steps is {self.decay_steps}; use 0..max_steps ({self.max_steps})")
+        if self.depth_soft_gradient < 0:
+            raise TuneError(
+                f"train.depth_soft_gradient is {self.depth_soft_gradient}; use 0 (off) or a temperature > 0"
+            )
         if self.decay_wall_s and not 0 < self.decay_wall_s <= self.max_wall_s:
             raise TuneError(
                 f"train.decay_wall_s is {self.decay_wall_s} with train.max_wall_s {self.max_wall_s}; "
@@ -832,6 +841,10 @@ def run_tune(cfg: TuneConfig, progress: bool = True) -> Path:
     write_resolved(run, resolved, ("model", "base"))
     torch.manual_seed(tc.seed)
     model = build_model(cfg)
+    if tc.depth_soft_gradient:
+        if not (isinstance(model, VBGenerator) and model.config.depth_head):
+            raise TuneError("train.depth_soft_gradient needs a model with the depth path head (model.depth_head: true)")
+        model.depth_soft_gradient = tc.depth_soft_gradient
     data = _Examples(cfg)
     notes = {"run": cfg.name, "data_res_px": cfg.data.res_px} | ({"base": cfg.base} if cfg.base else {})
     return train_loop(run, cfg.name, model, data, tc, tuning_losses(model, tc), notes, progress=progress, desc="tune")
