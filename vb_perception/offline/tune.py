@@ -592,6 +592,10 @@ def train_loop(
     from diffusers.training_utils import EMAModel
     from tqdm import tqdm
 
+    if tc.depth_soft_gradient:  # tune and distill alike
+        if not (isinstance(model, VBGenerator) and model.config.depth_head):
+            raise TuneError("train.depth_soft_gradient needs a model with the depth path head (model.depth_head: true)")
+        model.depth_soft_gradient = tc.depth_soft_gradient
     on_gpu = torch.cuda.is_available()
     if not on_gpu and tc.mixed_precision != "no":
         raise TuneError(
@@ -841,10 +845,6 @@ def run_tune(cfg: TuneConfig, progress: bool = True) -> Path:
     write_resolved(run, resolved, ("model", "base"))
     torch.manual_seed(tc.seed)
     model = build_model(cfg)
-    if tc.depth_soft_gradient:
-        if not (isinstance(model, VBGenerator) and model.config.depth_head):
-            raise TuneError("train.depth_soft_gradient needs a model with the depth path head (model.depth_head: true)")
-        model.depth_soft_gradient = tc.depth_soft_gradient
     data = _Examples(cfg)
     notes = {"run": cfg.name, "data_res_px": cfg.data.res_px} | ({"base": cfg.base} if cfg.base else {})
     return train_loop(run, cfg.name, model, data, tc, tuning_losses(model, tc), notes, progress=progress, desc="tune")
