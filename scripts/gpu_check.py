@@ -39,9 +39,10 @@ def _time(fn: Callable[[], object], repeat: int, sync: Callable[[], None]) -> fl
 
 def _decode(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from vb_perception.codecs import decode_depth, decode_normals, decode_semantic
+    from vb_perception.pipeline import generated_uint8
     from vb_perception.prompts import parse_prompt
 
-    u8 = ((rgb.transpose(0, 2, 3, 1) + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+    u8 = generated_uint8(rgb)
     spec = parse_prompt(PROMPTS[2])
     seg = decode_semantic(u8[2], spec.palette, background_rgb=spec.background)  # type: ignore[attr-defined]
     return decode_depth(u8[0]), decode_normals(u8[1]), seg.labels

@@ -111,7 +111,7 @@ def run(model: Path, engines: Path, out: Path) -> list[Drift]:
     from vb_perception.imageio import sample_frame
     from vb_perception.offline.export import export_onnx
     from vb_perception.offline.quantize import quantize_int8
-    from vb_perception.pipeline import Perception
+    from vb_perception.pipeline import Perception, generated_uint8
 
     engines.mkdir(parents=True, exist_ok=True)
     fp32, int8 = engines / "model.onnx", engines / "model-int8.onnx"
@@ -143,8 +143,8 @@ def run(model: Path, engines: Path, out: Path) -> list[Drift]:
             got = {}
             for name, (sess, edge, dist) in sessions.items():
                 rgb, e, d = sess.run(["rgb", edge, dist], feeds)
-                u8 = ((np.transpose(rgb[0], (1, 2, 0)) + 1.0) * 127.5).round().clip(0, 255).astype(np.uint8)
-                got[name] = (decode_depth(u8), e.reshape(e.shape[-3:])[0], d[:, 0])  # row 0: the depth prompt
+                # row 0: the depth prompt
+                got[name] = (decode_depth(generated_uint8(rgb)[0]), e.reshape(e.shape[-3:])[0], d[:, 0])
             (d32, e32, dist32), (d8, e8, _) = got["fp32"], got["int8"]
             results.append(analyse(d32, d8, e32, e8, dist32, case))
             maps.append((case, d32, d8, e32 != e8))

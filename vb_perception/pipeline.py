@@ -41,6 +41,7 @@ __all__ = [
     "Perception",
     "SegmentationResult",
     "default_model_dir",
+    "generated_uint8",
     "network_image",
 ]
 
@@ -116,6 +117,11 @@ class InstancesResult:
 
 
 Result = DepthResult | NormalsResult | SegmentationResult | InstancesResult
+
+
+def generated_uint8(out: NDArray[np.floating]) -> NDArray[np.uint8]:
+    """The network's output, NCHW in [-1, 1], as the NHWC uint8 RGB images the codecs decode."""
+    return ((np.moveaxis(out, 1, -1) + 1.0) * 127.5).round().clip(0, 255).astype(np.uint8)
 
 
 def processing_size(height: int, width: int, short_px: int, multiple: int = 8) -> tuple[int, int]:
@@ -276,7 +282,7 @@ class Perception:
             tensors = [x.contiguous(), noise] + list(cond)
             feeds = {t.name: v.cpu().numpy() for t, v in zip(self.backend.inputs, tensors)}
             out = torch.from_numpy(self.backend.infer(feeds)["rgb"])
-        return ((out.permute(0, 2, 3, 1).cpu().numpy() + 1.0) * 127.5).round().clip(0, 255).astype(np.uint8)
+        return generated_uint8(out.cpu().numpy())
 
     def __call__(
         self, image: NDArray[np.uint8], prompts: Sequence[str], seed: int = 0, fx_px: float | None = None

@@ -526,6 +526,8 @@ def _panel(path: Path, model: Generator, text: TextEncoder | None, data: _Exampl
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from vb_perception.pipeline import generated_uint8
+
     rows = []
     for slot, task in enumerate(("depth", "normals", "semantic", "instances", "referring")):
         rng = random.Random(f"panel/{slot}")
@@ -536,7 +538,7 @@ def _panel(path: Path, model: Generator, text: TextEncoder | None, data: _Exampl
     cond = model.conditioning([r[1] for r in rows], text)
     gen = torch.Generator(device=model.device).manual_seed(0)
     pred = model.sample(img.to(model.device), cond, steps=steps, generator=gen)
-    pred_np = ((pred.permute(0, 2, 3, 1).cpu().numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+    pred_np = generated_uint8(pred.cpu().numpy())
     fig, axes = plt.subplots(len(rows), 3, figsize=(6.5, 2.2 * len(rows)), squeeze=False)
     for i, ((ex, _), p) in enumerate(zip(rows, pred_np)):
         for ax, im, title in zip(
