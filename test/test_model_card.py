@@ -20,17 +20,20 @@ def _report(name: str) -> dict[str, Any]:
     return json.loads((MODEL / name).read_text())
 
 
-def _close(measured: Any, stored: Any, path: str = "") -> None:
+def _close(measured: Any, stored: Any, path: str = "", rel: float = 0.0, counts_abs: float = 2e-3) -> None:
+    """Every stored number is measured again: floats within ``abs=2e-3`` or ``rel``, those under ``instances``
+    (means of per-sample match counts) within ``counts_abs``; the rest exactly."""
     if isinstance(stored, dict):
         for key, value in stored.items():
             if key not in ("data", "model"):
-                _close(measured[key], value, f"{path}.{key}")
+                _close(measured[key], value, f"{path}.{key}", rel, counts_abs)
     elif isinstance(stored, list):
         assert isinstance(measured, list) and len(measured) == len(stored), path
         for i, (m, v) in enumerate(zip(measured, stored)):
-            _close(m, v, f"{path}[{i}]")
+            _close(m, v, f"{path}[{i}]", rel, counts_abs)
     elif isinstance(stored, float) and not math.isnan(stored):
-        assert measured == pytest.approx(stored, abs=2e-3), path
+        tol = counts_abs if path.startswith(".instances.") else 2e-3
+        assert measured == pytest.approx(stored, abs=tol, rel=rel), path
     else:
         assert measured == stored or (isinstance(stored, float) and math.isnan(measured)), path
 
@@ -62,7 +65,14 @@ def test_eval_reproduces_the_heldout_table(tmp_path: Path) -> None:
     n = stored["samples"]
     assert main(["synth", "--heldout", "--n", str(n), "--res", "64", "--out", str(tmp_path / "heldout")]) == 0
     measured = evaluate(tmp_path / "heldout", tmp_path / "eval", n=n)
-    _close(measured, stored)
+    # The split is rendered again here, and its pixels follow the CPU that renders it: the same bytes run to run and
+    # for 1 or 2 cores on one machine, but on the AVX2 EPYC machines of 2026-12-08 every metric of this same model
+    # and code moved from the bundle machine's report (2026-11-28) by up to 0.47 % (relative; a mean IoU over 12
+    # targets) and the instance counts by one match in 100 samples, while the TUM frame above, which is not
+    # rendered, reproduces to 3e-5. Open3D's Embree picks its ray-casting kernels (SSE to AVX-512) by CPU at run
+    # time. So: 1 % relative, twice the measured drift, and two matches per 100 samples. The previous bundle
+    # (@26919) scored on this split against this report falls outside that on 54 metrics, delta1 and mIoU among them.
+    _close(measured, stored, rel=1e-2, counts_abs=2.0 / n)
 
 
 def test_the_progress_plot_ends_at_the_committed_bundle(tmp_path: Path) -> None:
