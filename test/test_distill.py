@@ -105,3 +105,18 @@ def test_a_palette_head_student_keeps_its_segmentation_losses(tmp_path: Path) ->
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert [int(r["step"]) for r in rows] == [1, 2] and all(float(r["seg_ce"]) > 0 for r in rows)
     assert load_generator(run / "model").config.palette_head_dim == 8
+
+
+def test_the_bundled_models_student_trains_on_the_teachers_losses() -> None:
+    from dataclasses import fields
+
+    from vb_perception.offline.tune import load_tune_config
+
+    student = load_distill_config(REPO / "config" / "distill" / "vb-mini-1step.yaml").train
+    teacher = load_tune_config(REPO / "config" / "tune" / "vb-mini2.yaml").train
+    losses = [f.name for f in fields(teacher) if f.name.endswith("_weight")]
+    assert "depth_log_weight" in losses and "seg_dice_weight" in losses
+    differ = {
+        n: (getattr(student, n), getattr(teacher, n)) for n in losses if getattr(student, n) != getattr(teacher, n)
+    }
+    assert not differ, f"the student's loss weights differ from its teacher's (student, teacher): {differ}"
